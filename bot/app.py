@@ -1,0 +1,77 @@
+"""Assembling Earful: the Bolt app and the services behind it. Nothing connects at import."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
+
+from bot.app_services import Services
+from bot.command_service import CommandService
+from bot.delivery import Delivery
+from bot.home import Home
+from bot.interactions import Interactions, unexpected
+from bot.settings import Settings
+from bot.slack_client import build_client, build_posting_client
+from bot.workflow import Workflow
+from handlers import actions, commands, events
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def build_services(
+    settings: Settings,
+    db: Database,
+    *,
+    on_watches_changed: Any = lambda: None,
+    per_channel_interval: float | None = None,
+) -> Services:
+    client = build_client(settings)
+    delivery_kwargs: dict[str, Any] = {}
+    if per_channel_interval is not None:
+        delivery_kwargs["per_channel_interval"] = per_channel_interval
+    delivery = Delivery(
+        db, client=client, posting_client=build_posting_client(settings), **delivery_kwargs
+    )
+    workflow = Workflow(db, admins=settings.admins, on_outbox=delivery.kick)
+    command_service = CommandService(
+        db,
+        settings=settings,
+        client=client,
+        on_outbox=delivery.kick,
+        on_watches_changed=on_watches_changed,
+    )
+    return Services(
+        settings=settings,
+        db=db,
+        client=client,
+        delivery=delivery,
+        workflow=workflow,
+        commands=command_service,
+        interactions=Interactions(db, client=client, commands=command_service, workflow=workflow),
+        home=Home(db, client=client),
+    )
+
+
+def create_app(services: Services) -> AsyncApp:
+    """The Bolt app with every listener registered. Request verification stays on."""
+    app = AsyncApp(
+        client=services.client,
+        signing_secret=services.settings.slack_signing_secret.get_secret_value(),
+        logger=logging.getLogger("slack_bolt"),
+    )
+
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any]) -> BoltResponse:
+        # Listeners catch their own known errors; anything here is a bug. Answer 200 so Slack
+        # does not retry (and repeat side effects), and keep the traceback in the log.
+        unexpected(error, f"listener for {body.get('type') or body.get('command') or 'request'}")
+        return BoltResponse(status=200, body="")
+
+    commands.register(app, services)
+    actions.register(app, services)
+    events.register(app, services)
+    return app

@@ -1,0 +1,155 @@
+"""Mentions, their audit trail, and the state changes applied to them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from storage.models import Event, Mention, OutboxItem
+from storage.upsert import insert_ignoring_conflicts
+
+
+async def add_mentions(session: AsyncSession, *, mentions: Sequence[Mention]) -> list[Mention]:
+    """Store new mentions; those already stored (same origin and external id) are skipped.
+
+    Returns the ones that were new, with their ids. The unique constraint decides, so two
+    pollers racing on the same post store it once.
+    """
+    stored: list[Mention] = []
+    for mention in mentions:
+        values = mention.model_dump(exclude={"id"})
+        new_id = await insert_ignoring_conflicts(
+            session,
+            Mention,
+            values,
+            conflict_columns=("origin", "external_id"),
+        )
+        if new_id is not None:
+            mention.id = new_id
+            stored.append(mention)
+    return stored
+
+
+async def get_mention(
+    session: AsyncSession, *, mention_id: int, lock: bool = False
+) -> Mention | None:
+    stmt = select(Mention).where(col(Mention.id) == mention_id)
+    if lock:
+        # PostgreSQL serialises concurrent transitions on the row; SQLite already holds the
+        # database write lock from BEGIN IMMEDIATE.
+        stmt = stmt.with_for_update()
+    result = await session.execute(stmt)
+    return result.scalars().first()
+
+
+async def get_mention_by_message(session: AsyncSession, *, channel: str, ts: str) -> Mention | None:
+    result = await session.execute(
+        select(Mention).where(col(Mention.channel) == channel, col(Mention.ts) == ts)
+    )
+    return result.scalars().first()
+
+
+async def set_message(session: AsyncSession, *, mention_id: int, channel: str, ts: str) -> None:
+    await session.execute(
+        update(Mention).where(col(Mention.id) == mention_id).values(channel=channel, ts=ts)
+    )
+
+
+async def add_event(
+    session: AsyncSession,
+    *,
+    mention_id: int,
+    actor: str | None,
+    action: str,
+    from_state: str | None,
+    to_state: str | None,
+    note: str | None = None,
+) -> Event:
+    event = Event(
+        mention_id=mention_id,
+        actor=actor,
+        action=action,
+        from_state=from_state,
+        to_state=to_state,
+        note=note,
+    )
+    session.add(event)
+    await session.flush()
+    return event
+
+
+async def events_for(session: AsyncSession, *, mention_id: int) -> list[Event]:
+    result = await session.execute(
+        select(Event).where(col(Event.mention_id) == mention_id).order_by(col(Event.id))
+    )
+    return list(result.scalars())
+
+
+async def last_event(session: AsyncSession, *, mention_id: int) -> Event | None:
+    result = await session.execute(
+        select(Event)
+        .where(col(Event.mention_id) == mention_id)
+        .order_by(col(Event.id).desc())
+        .limit(1)
+    )
+    return result.scalars().first()
+
+
+async def count_mentions(session: AsyncSession, **filters: Any) -> int:
+    stmt = select(func.count()).select_from(Mention)
+    for column, value in filters.items():
+        stmt = stmt.where(getattr(Mention, column) == value)
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def pending_alert_count_by_department(session: AsyncSession) -> dict[str, int]:
+    """Alerts that could not be posted yet, per department (usually: no channel routed)."""
+    from storage.models import OutboxKind, OutboxStatus
+
+    stmt = (
+        select(col(Mention.department), func.count())
+        .join(OutboxItem, col(OutboxItem.mention_id) == Mention.id)
+        .where(
+            col(OutboxItem.kind) == OutboxKind.ALERT,
+            col(OutboxItem.status) == OutboxStatus.PENDING,
+        )
+        .group_by(col(Mention.department))
+    )
+    return {department: int(n) for department, n in (await session.execute(stmt)).all()}
+
+
+async def claimed_by(session: AsyncSession, *, owner: str, limit: int = 10) -> list[Mention]:
+    from storage.models import OPEN_STATES
+
+    stmt = (
+        select(Mention)
+        .where(
+            col(Mention.owner) == owner,
+            col(Mention.state).in_([s.value for s in OPEN_STATES]),
+        )
+        .order_by(col(Mention.priority), col(Mention.found_at).desc())
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def open_counts(session: AsyncSession) -> dict[tuple[str, str], int]:
+    """Open mentions per (department, priority)."""
+    from storage.models import OPEN_STATES
+
+    stmt = (
+        select(col(Mention.department), col(Mention.priority), func.count())
+        .where(col(Mention.state).in_([s.value for s in OPEN_STATES]))
+        .group_by(col(Mention.department), col(Mention.priority))
+    )
+    return {(d, p): int(n) for d, p, n in (await session.execute(stmt)).all()}
+
+
+async def found_since(session: AsyncSession, *, since: datetime) -> int:
+    stmt = select(func.count()).select_from(Mention).where(col(Mention.found_at) >= since)
+    return int((await session.execute(stmt)).scalar_one())

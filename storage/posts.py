@@ -1,0 +1,59 @@
+"""Recently fetched posts, matched or not, kept for a while so queries can be tried on them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from storage.models import FetchedPost
+
+_CHUNK = 200
+# Fetched posts (matched or not) are kept this long for `/earful watch test`; mentions stay.
+RETENTION = timedelta(days=7)
+
+
+async def add_posts(session: AsyncSession, *, posts: Sequence[dict[str, Any]]) -> None:
+    """Insert posts, skipping those already kept (same origin and external id)."""
+    if not posts:
+        return
+    dialect = session.get_bind().dialect.name
+    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = FetchedPost.__table__  # type: ignore[attr-defined]
+    for start in range(0, len(posts), _CHUNK):
+        stmt = (
+            insert_fn(table)
+            .values(list(posts[start : start + _CHUNK]))
+            .on_conflict_do_nothing(index_elements=["origin", "external_id"])
+        )
+        await session.execute(stmt)
+
+
+async def recent_posts(
+    session: AsyncSession,
+    *,
+    since: datetime,
+    sources: Sequence[str] | None = None,
+    limit: int = 5_000,
+) -> list[FetchedPost]:
+    stmt = (
+        select(FetchedPost)
+        .where(col(FetchedPost.fetched_at) >= since)
+        .order_by(col(FetchedPost.fetched_at).desc())
+        .limit(limit)
+    )
+    if sources:
+        stmt = stmt.where(col(FetchedPost.source).in_(list(sources)))
+    return list((await session.execute(stmt)).scalars())
+
+
+async def prune_posts(session: AsyncSession, *, older_than: datetime) -> int:
+    result = await session.execute(
+        delete(FetchedPost).where(col(FetchedPost.fetched_at) < older_than)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

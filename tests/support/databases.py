@@ -1,0 +1,103 @@
+"""Fresh, migrated databases for tests: SQLite always, PostgreSQL when TEST_POSTGRES_URL is set.
+
+Each test gets its own database copied from a template migrated once per session, so tests
+are isolated and still run the real Alembic migrations.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from storage.db import Database
+from storage.migrate import upgrade
+
+POSTGRES_ENV = "TEST_POSTGRES_URL"
+TEMPLATE_DB = "earful_test_template"
+
+
+def postgres_url() -> str | None:
+    return os.environ.get(POSTGRES_ENV) or None
+
+
+def _admin_engine(url: str):  # type: ignore[no-untyped-def]
+    return create_engine(
+        make_url(url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
+    )
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "earful.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str | None]:
+    url = postgres_url()
+    if url is None:
+        yield None
+        return
+    engine = _admin_engine(url)
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{TEMPLATE_DB}"'))
+    template_url = make_url(url).set(database=TEMPLATE_DB).render_as_string(hide_password=False)
+    upgrade(template_url)
+    yield template_url
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def _fresh_sqlite(template: Path, tmp_path: Path) -> str:
+    path = tmp_path / "earful.db"
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(
+    request: pytest.FixtureRequest,
+    sqlite_template: Path,
+    postgres_template: str | None,
+    tmp_path: Path,
+) -> Iterator[str]:
+    """A fresh, migrated database URL; the test runs once per engine."""
+    if request.param == "sqlite":
+        yield _fresh_sqlite(sqlite_template, tmp_path)
+        return
+    base = postgres_url()
+    if base is None or postgres_template is None:
+        pytest.skip(f"{POSTGRES_ENV} is not set")
+    name = f"earful_t_{uuid.uuid4().hex[:12]}"
+    engine = _admin_engine(base)
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"'))
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    """A fresh SQLite database only, for tests whose logic does not depend on the engine."""
+    return _fresh_sqlite(sqlite_template, tmp_path)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    yield database
+    await database.dispose()

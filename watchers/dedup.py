@@ -1,0 +1,168 @@
+"""Recognising one story told many times: canonical URLs and near-duplicate text.
+
+Two mentions are the same story when their links are the same once tracking parameters are
+removed, or when their texts are near-duplicates (a retweet with a comment, a press release
+republished, a post cross-posted to several subreddits). Near-duplicates are found with
+MinHash signatures over word 3-grams and locality-sensitive hashing (datasketch), so checking
+a new post against thousands of recent ones costs a few hash lookups, not a comparison each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+
+from watchers.query import tokenize_words
+
+NUM_PERM = 64
+# Estimated Jaccard similarity of word 3-grams above which two texts are one story.
+SIMILARITY = 0.6
+MIN_WORDS = 8  # below this, texts are too short to call near-duplicates safely
+SHINGLE = 3
+# Stored signatures are only comparable with ones made by the same hashing scheme.
+SCHEME = "affine32"
+
+_TRACKING_PREFIXES = ("utm_", "mc_", "pk_", "hsa_", "vero_", "oly_", "__hs", "_hs")
+_TRACKING_PARAMS = frozenset(
+    {
+        "fbclid",
+        "gclid",
+        "dclid",
+        "gbraid",
+        "wbraid",
+        "msclkid",
+        "yclid",
+        "twclid",
+        "igshid",
+        "igsh",
+        "si",
+        "ref",
+        "ref_src",
+        "ref_url",
+        "referrer",
+        "source",
+        "spm",
+        "cmpid",
+        "cmp",
+        "mkt_tok",
+        "trk",
+        "trkcampaign",
+        "_ga",
+        "_gl",
+        "s",
+        "share",
+        "feature",
+        "smid",
+        "smtyp",
+        "ncid",
+        "sr_share",
+        "amp",
+        "output",
+        "rss",
+        "cid",
+        "campaign",
+    }
+)
+_DROPPED_HOST_PREFIXES = ("www.", "m.", "mobile.", "amp.")
+
+
+def canonical_url(url: str | None) -> str | None:
+    """The link with everything that varies between shares of the same page removed."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    host = parts.hostname.lower().rstrip(".")
+    for prefix in _DROPPED_HOST_PREFIXES:
+        if host.startswith(prefix) and host.count(".") >= 2:
+            host = host[len(prefix) :]
+            break
+    port = parts.port
+    if port and port not in (80, 443):
+        host = f"{host}:{port}"
+    query = [
+        (key, value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=False)
+        if key.lower() not in _TRACKING_PARAMS and not key.lower().startswith(_TRACKING_PREFIXES)
+    ]
+    path = parts.path or "/"
+    for suffix in ("/amp", "/amp/"):
+        if path.endswith(suffix) and len(path) > len(suffix):
+            path = path[: -len(suffix)]
+    if len(path) > 1:
+        path = path.rstrip("/")
+    # http and https are the same story; a canonical form should not split them.
+    return urlunsplit(("https", host, path, urlencode(sorted(query)), ""))
+
+
+def shingles(text: str) -> set[bytes]:
+    words = tokenize_words(text)
+    if len(words) < MIN_WORDS:
+        return set()
+    return {" ".join(words[i : i + SHINGLE]).encode() for i in range(len(words) - SHINGLE + 1)}
+
+
+def signature(text: str) -> MinHash | None:
+    """A MinHash of the text's word 3-grams, or None when the text is too short to judge."""
+    grams = shingles(text)
+    if not grams:
+        return None
+    minhash = MinHash(num_perm=NUM_PERM, scheme=SCHEME)
+    minhash.update_batch(list(grams))
+    return minhash
+
+
+def to_bytes(minhash: MinHash) -> bytes:
+    return minhash.hashvalues.astype(np.uint64).tobytes()
+
+
+def from_bytes(data: bytes) -> MinHash | None:
+    values = np.frombuffer(data, dtype=np.uint64)
+    if len(values) != NUM_PERM:
+        return None  # written with other settings: ignore rather than compare apples to pears
+    return MinHash(num_perm=NUM_PERM, hashvalues=values, scheme=SCHEME)
+
+
+class NearDuplicates:
+    """An LSH index of recent texts; ``find`` returns the key of a near-duplicate, if any."""
+
+    def __init__(self, *, threshold: float = SIMILARITY) -> None:
+        self._threshold = threshold
+        self._lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+        self._signatures: dict[Hashable, MinHash] = {}
+
+    def __len__(self) -> int:
+        return len(self._signatures)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._signatures
+
+    def add(self, key: Hashable, minhash: MinHash) -> None:
+        if key in self._signatures:
+            return
+        self._lsh.insert(key, minhash)
+        self._signatures[key] = minhash
+
+    def add_all(self, items: Iterable[tuple[Hashable, MinHash]]) -> None:
+        for key, minhash in items:
+            self.add(key, minhash)
+
+    def remove(self, key: Hashable) -> None:
+        if self._signatures.pop(key, None) is not None:
+            self._lsh.remove(key)
+
+    def find(self, minhash: MinHash) -> Hashable | None:
+        """The most similar indexed key above the threshold (LSH candidates are re-checked)."""
+        best: tuple[float, Hashable] | None = None
+        for key in self._lsh.query(minhash):
+            similarity = minhash.jaccard(self._signatures[key])
+            if similarity >= self._threshold and (best is None or similarity > best[0]):
+                best = (similarity, key)
+        return best[1] if best else None

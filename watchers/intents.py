@@ -1,0 +1,261 @@
+"""What a post is: a complaint, a bug report, a feature request… found by rules kept in YAML.
+
+The rules live in ``watchers/data/intents.yml`` so a team can extend the lexicons without code;
+that file documents its own format. ``load_rules`` reads and compiles a rules file once;
+``detect_intents`` scores a post against it and returns the intents that reached their
+threshold, strongest first.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from watchers.departments import Intent
+from watchers.sentiment import clean_social_text
+
+DEFAULT_RULES_PATH = Path(__file__).parent / "data" / "intents.yml"
+# Rules are regular expressions run once each over the post; capping the text bounds the work
+# per post, and the part of a post that says what it is about comes first.
+MAX_SCANNED_CHARS = 10_000
+DEFAULT_TITLE_WEIGHT = 1.5
+
+_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'"})
+# Posts write "doesn't", "doesnt", "does n't" (tokenized text) and "does not"; rewriting them all
+# to the contraction lets a rule say "doesn't work" once. "can't" is "ca"+"n't", "won't" "wo"+"n't".
+_CONTRACTED_NEGATION = re.compile(
+    r"\b(ca|do|does|did|is|are|was|were|wo|would|could|should|has|have|had|need|must)"
+    r"\s?n'?t\b",
+    re.IGNORECASE,
+)
+_SPELLED_NEGATION = re.compile(
+    r"\b(?:(can)\s*|(do|does|did|is|are|was|were|would|could|should|has|have|had|need|must|will)"
+    r"\s+)not\b",
+    re.IGNORECASE,
+)
+
+
+def _spelled_to_contracted(m: re.Match[str]) -> str:
+    if m.group(1):
+        return f"{m.group(1)}'t"
+    stem = m.group(2)
+    return "won't" if stem.lower() == "will" else f"{stem}n't"
+
+
+def normalize_negations(text: str) -> str:
+    """Every way posts write a negated auxiliary, as its contraction ("cannot" -> "can't")."""
+    text = _CONTRACTED_NEGATION.sub(r"\1n't", text.translate(_APOSTROPHES))
+    return _SPELLED_NEGATION.sub(_spelled_to_contracted, text)
+
+
+class RulesError(ValueError):
+    """An intents rules file is malformed. The message names the file and the entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class IntentHit:
+    intent: Intent
+    triggers: tuple[str, ...]  # the words or phrases of the post that fired it, in text order
+    score: float = field(default=0.0, compare=False)  # summed trigger weights; ranks the hits
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    text: str  # as written in the rules file, for error messages and debugging
+    regex: re.Pattern[str]
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class IntentRule:
+    intent: Intent
+    patterns: tuple[Pattern, ...]
+    unless: tuple[re.Pattern[str], ...]  # spans where this intent's patterns do not count
+    min_score: float
+
+
+@dataclass(frozen=True, slots=True)
+class IntentRules:
+    rules: tuple[IntentRule, ...]  # in file order, which breaks ties between equal scores
+    title_weight: float
+    source: str
+
+
+def _token_regex(token: str) -> str:
+    # Posts are matched after normalize_negations, so an apostrophe may only be left out.
+    return re.escape(token.translate(_APOSTROPHES)).replace("'", "'?")
+
+
+def _phrase_regex(phrase: str) -> str:
+    tokens = phrase.split()
+    # Words may be joined by spaces or hyphens: "log in", "log-in"; "follow-up", "follow up".
+    body = r"[\s-]+".join(_token_regex(t) for t in tokens)
+    if tokens and (tokens[0][0].isalnum() or tokens[0][0] == "_"):
+        body = rf"(?<!\w){body}"
+    if tokens and (tokens[-1][-1].isalnum() or tokens[-1][-1] == "_"):
+        body = rf"{body}(?!\w)"
+    return body
+
+
+def _compile(entry: Any, where: str) -> Pattern:
+    if isinstance(entry, str):
+        entry = {"phrase": entry}
+    if not isinstance(entry, Mapping):
+        raise RulesError(f"{where}: expected a phrase or a mapping, got {entry!r}")
+    unknown = set(entry) - {"phrase", "re", "weight", "boundary"}
+    if unknown or ("phrase" in entry) == ("re" in entry):
+        raise RulesError(
+            f"{where}: give exactly one of 'phrase' or 're' (plus optional 'weight', "
+            f"'boundary'), got {dict(entry)!r}"
+        )
+    weight = entry.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
+        raise RulesError(f"{where}: weight must be a positive number, got {weight!r}")
+    if "phrase" in entry:
+        text = str(entry["phrase"]).strip()
+        if not text:
+            raise RulesError(f"{where}: empty phrase")
+        source = _phrase_regex(text)
+    else:
+        text = str(entry["re"])
+        source = text
+        if entry.get("boundary", True):
+            source = rf"(?<!\w)(?:{text})(?!\w)"
+    try:
+        regex = re.compile(source, re.IGNORECASE)
+    except re.error as exc:
+        raise RulesError(f"{where}: invalid pattern {text!r}: {exc}") from exc
+    if regex.search(""):
+        # A pattern that matches nothing-at-all would fire on every post.
+        raise RulesError(f"{where}: pattern {text!r} matches the empty string")
+    return Pattern(text=text, regex=regex, weight=float(weight))
+
+
+def _as_list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RulesError(f"{where}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def parse_rules(data: Any, *, source: str = "<rules>") -> IntentRules:
+    """Compile rules already read from YAML (or built in code)."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("intents"), Mapping):
+        raise RulesError(f"{source}: expected a mapping with an 'intents' mapping")
+    title_weight = data.get("title_weight", DEFAULT_TITLE_WEIGHT)
+    if not isinstance(title_weight, int | float) or title_weight <= 0:
+        raise RulesError(f"{source}: title_weight must be a positive number")
+    rules: list[IntentRule] = []
+    for name, spec in data["intents"].items():
+        try:
+            intent = Intent(name)
+        except ValueError:
+            known = ", ".join(i.value for i in Intent)
+            raise RulesError(f"{source}: unknown intent {name!r} (known: {known})") from None
+        where = f"{source}: {name}"
+        if not isinstance(spec, Mapping):
+            raise RulesError(f"{where}: expected a mapping with 'patterns'")
+        patterns = tuple(
+            _compile(e, f"{where}.patterns[{i}]")
+            for i, e in enumerate(_as_list(spec.get("patterns"), f"{where}.patterns"))
+        )
+        if not patterns:
+            raise RulesError(f"{where}: no patterns")
+        unless = tuple(
+            _compile(e, f"{where}.unless[{i}]").regex
+            for i, e in enumerate(_as_list(spec.get("unless"), f"{where}.unless"))
+        )
+        min_score = spec.get("min_score", 1.0)
+        if not isinstance(min_score, int | float) or min_score <= 0:
+            raise RulesError(f"{where}: min_score must be a positive number")
+        rules.append(IntentRule(intent, patterns, unless, float(min_score)))
+    return IntentRules(rules=tuple(rules), title_weight=float(title_weight), source=source)
+
+
+def load_rules(path: Path | None = None) -> IntentRules:
+    """Read and compile a rules file; the packaged ``data/intents.yml`` when no path is given."""
+    if path is None:
+        return _default_rules()
+    return _read_rules(path)
+
+
+def _read_rules(path: Path) -> IntentRules:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise RulesError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_rules(data, source=str(path))
+
+
+@functools.cache
+def _default_rules() -> IntentRules:
+    # Compiled once per process: every post in a burst reuses the same regexes.
+    return _read_rules(DEFAULT_RULES_PATH)
+
+
+def _prepare(text: str) -> str:
+    return normalize_negations(clean_social_text(text[: MAX_SCANNED_CHARS * 2])[:MAX_SCANNED_CHARS])
+
+
+def _overlaps(span: tuple[int, int], spans: Iterable[tuple[int, int]]) -> bool:
+    return any(span[0] < end and start < span[1] for start, end in spans)
+
+
+def _score(rule: IntentRule, segments: list[tuple[str, float]]) -> IntentHit | None:
+    # Candidates are (weight, segment, start, end, pattern index). Each pattern counts at most
+    # once, and overlapping matches count once ("keeps crashing" and "crashing" are one piece
+    # of evidence), heaviest first.
+    candidates: list[tuple[float, int, int, int, int]] = []
+    for seg_index, (text, multiplier) in enumerate(segments):
+        blocked = [m.span() for u in rule.unless for m in u.finditer(text)]
+        for pat_index, pattern in enumerate(rule.patterns):
+            for m in pattern.regex.finditer(text):
+                if m.end() > m.start() and not _overlaps(m.span(), blocked):
+                    candidates.append(
+                        (pattern.weight * multiplier, seg_index, m.start(), m.end(), pat_index)
+                    )
+                    break
+    candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
+    used_patterns: set[int] = set()
+    taken: list[tuple[int, int, int]] = []
+    score = 0.0
+    for weight, seg_index, start, end, pat_index in candidates:
+        if pat_index in used_patterns:
+            continue
+        if _overlaps((start, end), [(s, e) for seg, s, e in taken if seg == seg_index]):
+            continue
+        used_patterns.add(pat_index)
+        taken.append((seg_index, start, end))
+        score += weight
+    if not taken or score < rule.min_score:
+        return None
+    triggers: list[str] = []
+    for seg_index, start, end in sorted(taken):
+        trigger = " ".join(segments[seg_index][0][start:end].split())
+        if trigger.lower() not in (t.lower() for t in triggers):
+            triggers.append(trigger)
+    return IntentHit(intent=rule.intent, triggers=tuple(triggers), score=round(score, 3))
+
+
+def detect_intents(
+    text: str, *, title: str | None = None, rules: IntentRules | None = None
+) -> list[IntentHit]:
+    """The intents a post shows, strongest first (ties in rules-file order).
+
+    A title is scored with the file's ``title_weight``: on forums and review sites the title
+    is the poster's own summary ("Bug: export crashes").
+    """
+    rules = rules or _default_rules()
+    segments = [(_prepare(text), 1.0)]
+    if title:
+        segments.insert(0, (_prepare(title), rules.title_weight))
+    hits = [(i, hit) for i, rule in enumerate(rules.rules) if (hit := _score(rule, segments))]
+    hits.sort(key=lambda pair: (-pair[1].score, pair[0]))
+    return [hit for _, hit in hits]
