@@ -20,6 +20,9 @@ import yaml
 from watchers.departments import Intent
 from watchers.sentiment import clean_social_text
 
+# Rules are written against this normalization; callers and tests import it from here too.
+from watchers.sentiment import normalize_negations as normalize_negations
+
 DEFAULT_RULES_PATH = Path(__file__).parent / "data" / "intents.yml"
 # Rules are regular expressions run once each over the post; capping the text bounds the work
 # per post, and the part of a post that says what it is about comes first.
@@ -27,31 +30,6 @@ MAX_SCANNED_CHARS = 10_000
 DEFAULT_TITLE_WEIGHT = 1.5
 
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'"})
-# Posts write "doesn't", "doesnt", "does n't" (tokenized text) and "does not"; rewriting them all
-# to the contraction lets a rule say "doesn't work" once. "can't" is "ca"+"n't", "won't" "wo"+"n't".
-_CONTRACTED_NEGATION = re.compile(
-    r"\b(ca|do|does|did|is|are|was|were|wo|would|could|should|has|have|had|need|must)"
-    r"\s?n'?t\b",
-    re.IGNORECASE,
-)
-_SPELLED_NEGATION = re.compile(
-    r"\b(?:(can)\s*|(do|does|did|is|are|was|were|would|could|should|has|have|had|need|must|will)"
-    r"\s+)not\b",
-    re.IGNORECASE,
-)
-
-
-def _spelled_to_contracted(m: re.Match[str]) -> str:
-    if m.group(1):
-        return f"{m.group(1)}'t"
-    stem = m.group(2)
-    return "won't" if stem.lower() == "will" else f"{stem}n't"
-
-
-def normalize_negations(text: str) -> str:
-    """Every way posts write a negated auxiliary, as its contraction ("cannot" -> "can't")."""
-    text = _CONTRACTED_NEGATION.sub(r"\1n't", text.translate(_APOSTROPHES))
-    return _SPELLED_NEGATION.sub(_spelled_to_contracted, text)
 
 
 class RulesError(ValueError):

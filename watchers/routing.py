@@ -16,12 +16,16 @@ from watchers.departments import Department, Intent, WatchKind
 # When a post shows several intents, the first of these decides the route. Legal exposure is
 # the costliest to miss. Employer talk and press say who is speaking, which changes whose
 # problem it is: an employee's complaint is HR's, a complaint quoted in an article is PR's.
-# Then the customer-facing intents by how soon someone must act: an unhappy customer, a
-# fault, a buyer choosing now, an open question; feature requests and praise can wait.
+# Then the customer-facing intents by how soon someone must act. Churn risk comes first: it is
+# a complaint with a deadline (the customer decides once, at cancellation or renewal), and it
+# must outrank purchase intent because "looking for an alternative to us" fires both and is a
+# customer to save, not a buyer. Then an unhappy customer, a fault, a buyer choosing now, an
+# open question; feature requests and praise can wait.
 SEVERITY: tuple[Intent, ...] = (
     Intent.LEGAL_RISK,
     Intent.EMPLOYER_TALK,
     Intent.PRESS,
+    Intent.CHURN_RISK,
     Intent.COMPLAINT,
     Intent.BUG_REPORT,
     Intent.PURCHASE_INTENT,
@@ -63,9 +67,12 @@ def _default_table() -> dict[tuple[Intent | None, WatchKind], Route]:
                 _route(Intent.LEGAL_RISK, kind, d.LEGAL, d.PR),
                 _route(Intent.EMPLOYER_TALK, kind, d.HR),
                 _route(Intent.PRESS, kind, d.PR),
+                # An account at risk is support's to save now and sales' (account management)
+                # to know about before the renewal.
+                _route(Intent.CHURN_RISK, kind, d.SUPPORT, d.SALES),
                 _route(Intent.COMPLAINT, kind, d.SUPPORT),
-                # Support answers the customer; product needs to know the fault exists.
-                _route(Intent.BUG_REPORT, kind, d.SUPPORT, d.PRODUCT),
+                # Product owns the fault; support is copied because they answer the customer.
+                _route(Intent.BUG_REPORT, kind, d.PRODUCT, d.SUPPORT),
                 _route(Intent.PURCHASE_INTENT, kind, d.SALES),
                 _route(Intent.QUESTION, kind, d.SUPPORT),
                 _route(Intent.FEATURE_REQUEST, kind, d.PRODUCT),
@@ -81,10 +88,11 @@ def _default_table() -> dict[tuple[Intent | None, WatchKind], Route]:
             _route(None, WatchKind.PRODUCT, d.PRODUCT),
         ]
     )
-    # A competitor's unhappy customer or a buyer weighing them is a sales opportunity; the rest
-    # is intelligence. Their layoffs and hiring are a recruiting opportunity, so HR is copied.
+    # A competitor's unhappy or leaving customer, or a buyer weighing them, is a sales
+    # opportunity; the rest is intelligence. Their layoffs and hiring are a recruiting
+    # opportunity, so HR is copied.
     for intent in Intent:
-        if intent in (Intent.COMPLAINT, Intent.PURCHASE_INTENT):
+        if intent in (Intent.COMPLAINT, Intent.CHURN_RISK, Intent.PURCHASE_INTENT):
             table.update([_route(intent, WatchKind.COMPETITOR, d.SALES, d.COMPETITIVE)])
         elif intent is Intent.EMPLOYER_TALK:
             table.update([_route(intent, WatchKind.COMPETITOR, d.COMPETITIVE, d.HR)])
@@ -99,9 +107,9 @@ def _default_table() -> dict[tuple[Intent | None, WatchKind], Route]:
         else:
             table.update([_route(intent, WatchKind.PERSON, d.EXEC, d.PR)])
     # Topic watches follow a market, not us: research reads them, except a buyer looking for a
-    # tool in our category (a lead) and wishes for such tools (product input).
+    # tool in our category or leaving one (a lead) and wishes for such tools (product input).
     for intent in (*Intent, None):
-        if intent is Intent.PURCHASE_INTENT:
+        if intent in (Intent.PURCHASE_INTENT, Intent.CHURN_RISK):
             table.update([_route(intent, WatchKind.TOPIC, d.SALES, d.RESEARCH)])
         elif intent is Intent.FEATURE_REQUEST:
             table.update([_route(intent, WatchKind.TOPIC, d.RESEARCH, d.PRODUCT)])

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import yaml
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 # A huge post must not stall a scoring burst, and the opening of a post carries its tone.
@@ -22,26 +27,9 @@ POSITIVE_THRESHOLD = 0.05
 NEGATIVE_THRESHOLD = -0.05
 _VADER_ALPHA = 15  # the constant in VADER's normalize(); see _raw
 
-# VADER's lexicon was built from general social text. In posts about a company, "support",
-# "help" and "care" name a department ("support never replies"), and "please" opens a demand
-# ("please fix this"), so they carry no tone; and the lexicon lacks the words people use for a
-# failing product, without which a furious bug report would score neutral. Values follow
-# VADER's scale (-4 … 4) and its nearest entries ("crash" -1.7, "broken" -2.1).
-DOMAIN_LEXICON: dict[str, float] = {
-    "support": 0.0,
-    "help": 0.0,
-    "care": 0.0,
-    "please": 0.0,
-    "crashes": -1.7,
-    "crashing": -1.7,
-    "crashed": -1.7,
-    "buggy": -1.6,
-    "glitchy": -1.6,
-    "laggy": -1.4,
-    "unusable": -2.3,
-    "garbage": -2.1,
-    "outage": -1.5,
-}
+# VADER's lexicon was built from general social text; the domain layer in data/sentiment.yml
+# (word valences and phrases, documented there) adds what it misses in customer talk.
+DOMAIN_LEXICON_PATH = Path(__file__).parent / "data" / "sentiment.yml"
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 # Mastodon handles carry an instance (@name@host); the look-behind leaves e-mail addresses alone.
@@ -57,6 +45,106 @@ _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
 class Sentiment:
     compound: float  # VADER's normalized score, from -1 (most negative) to 1 (most positive)
     label: str  # "negative" | "neutral" | "positive"
+
+
+class LexiconError(ValueError):
+    """The domain lexicon file is malformed. The message names the file and the entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class DomainPhrase:
+    regex: re.Pattern[str]
+    valence: float
+
+
+@dataclass(frozen=True, slots=True)
+class DomainLexicon:
+    words: Mapping[str, float]
+    phrases: tuple[DomainPhrase, ...]
+
+
+def _valence(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not -4 <= value <= 4:
+        raise LexiconError(f"{where}: valence must be a number from -4 to 4, got {value!r}")
+    return float(value)
+
+
+def parse_lexicon(data: Any, *, source: str = "<lexicon>") -> DomainLexicon:
+    """Check and compile a domain lexicon already read from YAML."""
+    if not isinstance(data, Mapping):
+        raise LexiconError(f"{source}: expected a mapping with 'words' and 'phrases'")
+    words_in = data.get("words") or {}
+    if not isinstance(words_in, Mapping):
+        raise LexiconError(f"{source}: 'words' must be a mapping of word to valence")
+    words: dict[str, float] = {}
+    for word, value in words_in.items():
+        if not isinstance(word, str) or not word or word != word.lower() or " " in word:
+            raise LexiconError(f"{source}: words: {word!r} is not one lower-case word")
+        words[word] = _valence(value, f"{source}: words.{word}")
+    phrases_in = data.get("phrases") or []
+    if not isinstance(phrases_in, list):
+        raise LexiconError(f"{source}: 'phrases' must be a list")
+    phrases: list[DomainPhrase] = []
+    for i, entry in enumerate(phrases_in):
+        where = f"{source}: phrases[{i}]"
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("re"), str):
+            raise LexiconError(f"{where}: expected {{re: '<regex>', valence: <number>}}")
+        try:
+            regex = re.compile(rf"(?<!\w)(?:{entry['re']})(?!\w)", re.IGNORECASE)
+        except re.error as exc:
+            raise LexiconError(f"{where}: invalid pattern {entry['re']!r}: {exc}") from exc
+        if regex.search(""):
+            raise LexiconError(f"{where}: pattern {entry['re']!r} matches the empty string")
+        phrases.append(DomainPhrase(regex, _valence(entry.get("valence"), where)))
+    return DomainLexicon(words=words, phrases=tuple(phrases))
+
+
+def load_lexicon(path: Path | None = None) -> DomainLexicon:
+    """Read a domain lexicon file; the packaged ``data/sentiment.yml`` when no path is given."""
+    if path is None:
+        return _default_lexicon()
+    return _read_lexicon(path)
+
+
+def _read_lexicon(path: Path) -> DomainLexicon:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise LexiconError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_lexicon(data, source=str(path))
+
+
+@functools.cache
+def _default_lexicon() -> DomainLexicon:
+    return _read_lexicon(DOMAIN_LEXICON_PATH)
+
+
+_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'"})
+# Posts write "doesn't", "doesnt", "does n't" (tokenized text) and "does not"; rewriting them all
+# to the contraction lets a rule say "doesn't work" once. "can't" is "ca"+"n't", "won't" "wo"+"n't".
+_CONTRACTED_NEGATION = re.compile(
+    r"\b(ca|do|does|did|is|are|was|were|wo|would|could|should|has|have|had|need|must)"
+    r"\s?n'?t\b",
+    re.IGNORECASE,
+)
+_SPELLED_NEGATION = re.compile(
+    r"\b(?:(can)\s*|(do|does|did|is|are|was|were|would|could|should|has|have|had|need|must|will)"
+    r"\s+)not\b",
+    re.IGNORECASE,
+)
+
+
+def _spelled_to_contracted(m: re.Match[str]) -> str:
+    if m.group(1):
+        return f"{m.group(1)}'t"
+    stem = m.group(2)
+    return "won't" if stem.lower() == "will" else f"{stem}n't"
+
+
+def normalize_negations(text: str) -> str:
+    """Every way posts write a negated auxiliary, as its contraction ("cannot" -> "can't")."""
+    text = _CONTRACTED_NEGATION.sub(r"\1n't", text.translate(_APOSTROPHES))
+    return _SPELLED_NEGATION.sub(_spelled_to_contracted, text)
 
 
 def _split_hashtag(match: re.Match[str]) -> str:
@@ -91,7 +179,7 @@ def _get_analyzer() -> SentimentIntensityAnalyzer:
         with _analyzer_lock:
             if _analyzer is None:
                 analyzer = SentimentIntensityAnalyzer()
-                analyzer.lexicon.update(DOMAIN_LEXICON)
+                analyzer.lexicon.update(load_lexicon().words)
                 _analyzer = analyzer
     return _analyzer
 
@@ -117,6 +205,13 @@ def _normalize(raw: float) -> float:
     return raw / math.sqrt(raw * raw + _VADER_ALPHA)
 
 
+def _phrase_valence(sentence: str, lexicon: DomainLexicon) -> float:
+    # Factual complaints ("still no refund", "on hold for 2 hours") have no word VADER scores;
+    # their phrases add valence to the sentence's raw sum, as one more VADER word would.
+    text = normalize_negations(sentence)
+    return sum(p.valence for p in lexicon.phrases if p.regex.search(text))
+
+
 def label_for(compound: float) -> str:
     if compound >= POSITIVE_THRESHOLD:
         return "positive"
@@ -138,7 +233,11 @@ def score_sentiment(text: str) -> Sentiment:
     # "support never replies. Worst experience ever" reads "never … worst" as positive.
     # Scoring each sentence alone and adding their raw valences keeps VADER's
     # sum-then-normalize behaviour without that leak.
-    raw = sum(_raw(analyzer.polarity_scores(s)["compound"]) for s in sentences)
+    lexicon = load_lexicon()
+    raw = sum(
+        _raw(analyzer.polarity_scores(s)["compound"]) + _phrase_valence(s, lexicon)
+        for s in sentences
+    )
     # Posts up to WORDS_AT_FULL_WEIGHT words are not scaled; a longer one scores as its average
     # passage of that many words, so it does not saturate towards ±1. Words, not sentences,
     # because social posts come in fragments ("Ugh. Again. Down. Worst.").

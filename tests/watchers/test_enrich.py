@@ -26,11 +26,16 @@ def test_an_angry_complaint_from_a_big_account_is_p1_for_support() -> None:
     )
     assert result.sentiment.label == "negative"
     assert result.sentiment.compound <= -0.6
-    assert [hit.intent for hit in result.intents] == [Intent.COMPLAINT, Intent.BUG_REPORT]
-    assert result.department is Department.SUPPORT
-    assert result.route_rule == "complaint on a brand watch → support"
+    assert {hit.intent for hit in result.intents} == {
+        Intent.CHURN_RISK,
+        Intent.COMPLAINT,
+        Intent.BUG_REPORT,
+    }
+    # Cancelling makes it an account at risk: support saves it, sales is told.
+    assert (result.department, result.cc) == (Department.SUPPORT, (Department.SALES,))
+    assert result.route_rule == "churn risk on a brand watch → support"
     assert result.priority is Priority.P1
-    assert result.priority_reason.startswith("strongly negative complaint (−0.")
+    assert result.priority_reason.startswith("strongly negative churn risk (−0.")
     assert result.priority_reason.endswith("large audience (25,000 followers)")
 
 
@@ -41,6 +46,41 @@ def test_a_competitors_unhappy_customer_goes_to_sales() -> None:
         kind=WatchKind.COMPETITOR,
     )
     assert (result.department, result.cc) == (Department.SALES, (Department.COMPETITIVE,))
+
+
+def test_a_calm_customer_leaving_is_p2_for_support_and_sales() -> None:
+    result = enrich(
+        title=None,
+        text="We will not be renewing our Acme contract in March; moving the team to Globex.",
+        kind=WatchKind.BRAND,
+    )
+    assert result.sentiment.compound > -0.6  # calm: the tone alone would not make it urgent
+    assert result.intents[0].intent is Intent.CHURN_RISK
+    assert (result.department, result.cc) == (Department.SUPPORT, (Department.SALES,))
+    assert (result.priority, result.priority_reason) == (Priority.P2, "churn risk")
+
+
+def test_a_competitors_leaving_customer_is_a_lead_for_sales() -> None:
+    result = enrich(
+        title=None,
+        text="Looking for an alternative to Globex, any ideas?",
+        kind=WatchKind.COMPETITOR,
+    )
+    assert (result.department, result.cc) == (Department.SALES, (Department.COMPETITIVE,))
+    assert result.route_rule == "churn risk on a competitor watch → sales"
+
+
+def test_a_bug_report_goes_to_product_with_support_copied() -> None:
+    result = enrich(title=None, text="Export doesn't work since 4.2", kind=WatchKind.PRODUCT)
+    assert [hit.intent for hit in result.intents] == [Intent.BUG_REPORT]
+    assert (result.department, result.cc) == (Department.PRODUCT, (Department.SUPPORT,))
+    assert result.sentiment.label == "negative"
+
+
+def test_a_factual_complaint_reads_negative() -> None:
+    result = enrich(title=None, text="Still no refund from Acme, 3 weeks now", kind=WatchKind.BRAND)
+    assert result.sentiment.label == "negative"
+    assert result.department is Department.SUPPORT
 
 
 def test_the_title_is_scored_too() -> None:

@@ -38,6 +38,11 @@ FIRES = [
     (Intent.BUG_REPORT, "Acme is down again?? nothing loads"),
     (Intent.BUG_REPORT, "Export button is broken in 4.2, it just freezes"),
     (Intent.BUG_REPORT, "ca n't open the app , it keeps logging me out"),
+    (Intent.BUG_REPORT, "Acme stopped sending me notifications last week"),
+    (Intent.BUG_REPORT, "Every video goes black after two seconds"),
+    (Intent.BUG_REPORT, "Money was deducted from my card but the order shows as failed"),
+    (Intent.BUG_REPORT, "@acme please resolve my login issue"),
+    (Intent.BUG_REPORT, "Calls connect but there is no audio"),
     # feature_request
     (Intent.FEATURE_REQUEST, "Feature request: please add dark mode to the Acme desktop app"),
     (Intent.FEATURE_REQUEST, "It would be great if Acme supported SSO with Okta"),
@@ -45,6 +50,13 @@ FIRES = [
     (Intent.FEATURE_REQUEST, "Acme should have an option to mute threads"),
     (Intent.FEATURE_REQUEST, "Any plans to add support for webhooks?"),
     (Intent.FEATURE_REQUEST, "Please bring back the old sidebar, the new one is confusing"),
+    (Intent.FEATURE_REQUEST, "Why did you remove the shuffle button?"),
+    (Intent.FEATURE_REQUEST, "I would like to schedule posts from the Acme app"),
+    (Intent.FEATURE_REQUEST, "Great app but no search function"),
+    (Intent.FEATURE_REQUEST, "The toolbar needs to be moved back to the top"),
+    (Intent.FEATURE_REQUEST, "I wish that you could pin more than three chats"),
+    (Intent.FEATURE_REQUEST, "Why is there no dark mode in 2024"),
+    (Intent.FEATURE_REQUEST, "Playlists should be sorted by date"),
     # question
     (Intent.QUESTION, "How do I export my Acme data to CSV?"),
     (Intent.QUESTION, "Does anyone know if Acme has a public API"),
@@ -56,6 +68,15 @@ FIRES = [
     (Intent.PURCHASE_INTENT, "Which tool should we use for social listening?"),
     (Intent.PURCHASE_INTENT, "What's Acme's pricing for the enterprise plan"),
     (Intent.PURCHASE_INTENT, "Is Acme Pro worth buying for a solo founder"),
+    # churn_risk
+    (Intent.CHURN_RISK, "Cancelling my Acme subscription, the price hike was the last straw"),
+    (Intent.CHURN_RISK, "We are not renewing our Acme contract next year"),
+    (Intent.CHURN_RISK, "Switching to Globex next month, Acme just got too slow"),
+    (Intent.CHURN_RISK, "Our team is moving away from Acme after 5 years"),
+    (Intent.CHURN_RISK, "Uninstalling Acme. Done."),
+    (Intent.CHURN_RISK, "Looking for an alternative to Acme, any ideas?"),
+    (Intent.CHURN_RISK, "Acme lost my data again. Never again."),
+    (Intent.CHURN_RISK, "Time to find a new bank, Acme Bank keeps adding fees"),
     # employer_talk
     (Intent.EMPLOYER_TALK, "Interviewed at Acme last week, the hiring process was a mess"),
     (Intent.EMPLOYER_TALK, "Acme layoffs hit 10% of staff"),
@@ -97,16 +118,29 @@ DOES_NOT_FIRE = [
     (Intent.BUG_REPORT, "See https://github.com/acme/app/issues/12-crash-on-load for the fix"),
     (Intent.BUG_REPORT, "Took a crash course in Acme today"),
     (Intent.BUG_REPORT, "Prices went down to $5"),
+    (Intent.BUG_REPORT, "No sound issues at all on my phone"),
+    (Intent.BUG_REPORT, "The screen goes dark when you tap the moon icon, as designed"),
     # feature_request
     (Intent.FEATURE_REQUEST, "Acme has exactly the options I need"),
     (Intent.FEATURE_REQUEST, "What should I do if my trial runs out"),
     (Intent.FEATURE_REQUEST, "Honestly we don't need more features"),
+    (Intent.FEATURE_REQUEST, "I would like to know why my order is late"),
+    (Intent.FEATURE_REQUEST, "Please refund my last payment"),
+    (Intent.FEATURE_REQUEST, "This should be fixed by now"),
     # question
     (Intent.QUESTION, "Acme shipped version 4 today."),
     (Intent.QUESTION, "Read https://acme.com/blog?id=42 for details"),
     # purchase_intent
     (Intent.PURCHASE_INTENT, "I'd highly recommend Acme to anyone"),
     (Intent.PURCHASE_INTENT, "Switching to dark mode fixed my eye strain"),
+    # churn_risk
+    (Intent.CHURN_RISK, "Switching to dark mode fixed my eye strain"),
+    (Intent.CHURN_RISK, "Uninstalled and reinstalled Acme, now it works"),
+    (Intent.CHURN_RISK, "I would never switch away from Acme"),
+    (Intent.CHURN_RISK, "Renewed my Acme subscription for another year"),
+    (Intent.CHURN_RISK, "How do I cancel an order on Acme?"),
+    (Intent.CHURN_RISK, "You can cancel anytime, which I like"),
+    (Intent.CHURN_RISK, "Not planning to leave Acme any time soon"),
     # employer_talk
     (Intent.EMPLOYER_TALK, "The app isn't working at all today"),
     (Intent.EMPLOYER_TALK, "It worked at first but now it's slow"),
@@ -143,6 +177,27 @@ def test_intent_does_not_fire_on_near_misses(intent: Intent, text: str) -> None:
 def test_every_intent_has_positive_and_negative_examples() -> None:
     assert {intent for intent, _ in FIRES} == set(Intent)
     assert {intent for intent, _ in DOES_NOT_FIRE} == set(Intent)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Looking for an alternative to Acme",
+        "Moving away from Acme, which tool do you use?",
+        "Switching from Acme to Globex",
+    ],
+)
+def test_leaving_a_product_is_both_churn_and_a_buyer(text: str) -> None:
+    # The rules cannot know whose customer this is; routing reads the watch kind and picks
+    # churn on our brand (a customer to save) or purchase intent on a competitor (a lead).
+    assert {Intent.CHURN_RISK, Intent.PURCHASE_INTENT} <= set(intents_of(text))
+
+
+def test_cancelling_an_account_is_churn_but_cancelling_an_order_is_not() -> None:
+    assert hit_for("Cancelled my Acme membership today", Intent.CHURN_RISK).triggers == (
+        "Cancelled my Acme membership",
+    )
+    assert Intent.CHURN_RISK not in intents_of("Had to cancel my order, it never shipped")
 
 
 def test_triggers_are_the_words_of_the_post_in_text_order() -> None:

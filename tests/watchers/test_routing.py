@@ -19,9 +19,19 @@ from watchers.routing import (
     [
         (Intent.COMPLAINT, WatchKind.BRAND, Department.SUPPORT, ()),
         (Intent.QUESTION, WatchKind.BRAND, Department.SUPPORT, ()),
-        (Intent.BUG_REPORT, WatchKind.BRAND, Department.SUPPORT, (Department.PRODUCT,)),
-        (Intent.BUG_REPORT, WatchKind.PRODUCT, Department.SUPPORT, (Department.PRODUCT,)),
+        # Product owns a fault; support is copied because they answer the customer.
+        (Intent.BUG_REPORT, WatchKind.BRAND, Department.PRODUCT, (Department.SUPPORT,)),
+        (Intent.BUG_REPORT, WatchKind.PRODUCT, Department.PRODUCT, (Department.SUPPORT,)),
+        (Intent.FEATURE_REQUEST, WatchKind.BRAND, Department.PRODUCT, ()),
         (Intent.FEATURE_REQUEST, WatchKind.PRODUCT, Department.PRODUCT, ()),
+        (Intent.QUESTION, WatchKind.PRODUCT, Department.SUPPORT, ()),
+        (Intent.COMPLAINT, WatchKind.PRODUCT, Department.SUPPORT, ()),
+        # An account at risk: support saves it, sales (account management) must know.
+        (Intent.CHURN_RISK, WatchKind.BRAND, Department.SUPPORT, (Department.SALES,)),
+        (Intent.CHURN_RISK, WatchKind.PRODUCT, Department.SUPPORT, (Department.SALES,)),
+        (Intent.EMPLOYER_TALK, WatchKind.PRODUCT, Department.HR, ()),
+        (Intent.PRESS, WatchKind.PRODUCT, Department.PR, ()),
+        (Intent.PURCHASE_INTENT, WatchKind.PRODUCT, Department.SALES, ()),
         (Intent.EMPLOYER_TALK, WatchKind.BRAND, Department.HR, ()),
         (Intent.LEGAL_RISK, WatchKind.BRAND, Department.LEGAL, (Department.PR,)),
         (Intent.LEGAL_RISK, WatchKind.PRODUCT, Department.LEGAL, (Department.PR,)),
@@ -32,14 +42,21 @@ from watchers.routing import (
         # A competitor's unhappy customer or a buyer comparing is a sales opportunity.
         (Intent.COMPLAINT, WatchKind.COMPETITOR, Department.SALES, (Department.COMPETITIVE,)),
         (Intent.PURCHASE_INTENT, WatchKind.COMPETITOR, Department.SALES, (Department.COMPETITIVE,)),
+        (Intent.CHURN_RISK, WatchKind.COMPETITOR, Department.SALES, (Department.COMPETITIVE,)),
+        (Intent.QUESTION, WatchKind.COMPETITOR, Department.COMPETITIVE, ()),
+        (Intent.FEATURE_REQUEST, WatchKind.COMPETITOR, Department.COMPETITIVE, ()),
+        (Intent.PRAISE, WatchKind.COMPETITOR, Department.COMPETITIVE, ()),
         (Intent.BUG_REPORT, WatchKind.COMPETITOR, Department.COMPETITIVE, ()),
         (Intent.PRESS, WatchKind.COMPETITOR, Department.COMPETITIVE, ()),
         (Intent.LEGAL_RISK, WatchKind.COMPETITOR, Department.COMPETITIVE, ()),
         (Intent.EMPLOYER_TALK, WatchKind.COMPETITOR, Department.COMPETITIVE, (Department.HR,)),
         (Intent.COMPLAINT, WatchKind.PERSON, Department.EXEC, (Department.PR,)),
         (Intent.PRESS, WatchKind.PERSON, Department.EXEC, (Department.PR,)),
+        (Intent.PRAISE, WatchKind.PERSON, Department.EXEC, (Department.PR,)),
+        (Intent.CHURN_RISK, WatchKind.PERSON, Department.EXEC, (Department.PR,)),
         (Intent.LEGAL_RISK, WatchKind.PERSON, Department.LEGAL, (Department.EXEC, Department.PR)),
         (Intent.PURCHASE_INTENT, WatchKind.TOPIC, Department.SALES, (Department.RESEARCH,)),
+        (Intent.CHURN_RISK, WatchKind.TOPIC, Department.SALES, (Department.RESEARCH,)),
         (Intent.COMPLAINT, WatchKind.TOPIC, Department.RESEARCH, ()),
         (Intent.FEATURE_REQUEST, WatchKind.TOPIC, Department.RESEARCH, (Department.PRODUCT,)),
     ],
@@ -71,7 +88,10 @@ def test_rule_explains_the_route_for_the_card() -> None:
     assert route([Intent.COMPLAINT], WatchKind.BRAND).rule == "complaint on a brand watch → support"
     assert (
         route([Intent.BUG_REPORT], WatchKind.PRODUCT).rule
-        == "bug report on a product watch → support"
+        == "bug report on a product watch → product"
+    )
+    assert (
+        route([Intent.CHURN_RISK], WatchKind.BRAND).rule == "churn risk on a brand watch → support"
     )
 
 
@@ -95,6 +115,9 @@ def test_the_default_table_is_read_only() -> None:
         ([Intent.FEATURE_REQUEST, Intent.QUESTION], Intent.QUESTION),
         ([Intent.PRAISE, Intent.PURCHASE_INTENT], Intent.PURCHASE_INTENT),
         ([Intent.COMPLAINT, Intent.PRESS], Intent.PRESS),
+        ([Intent.COMPLAINT, Intent.CHURN_RISK], Intent.CHURN_RISK),
+        ([Intent.PURCHASE_INTENT, Intent.CHURN_RISK], Intent.CHURN_RISK),
+        ([Intent.CHURN_RISK, Intent.EMPLOYER_TALK], Intent.EMPLOYER_TALK),
         ([], None),
     ],
 )
@@ -105,6 +128,22 @@ def test_the_most_severe_intent_decides(intents: list[Intent], primary: Intent |
 
 def test_severity_lists_every_intent_once() -> None:
     assert sorted(SEVERITY) == sorted(Intent)
+
+
+@pytest.mark.parametrize(
+    ("kind", "department", "cc"),
+    [
+        (WatchKind.BRAND, Department.SUPPORT, (Department.SALES,)),
+        (WatchKind.COMPETITOR, Department.SALES, (Department.COMPETITIVE,)),
+    ],
+)
+def test_looking_for_an_alternative_depends_on_whose_customer_it_is(
+    kind: WatchKind, department: Department, cc: tuple[Department, ...]
+) -> None:
+    # The rules fire both intents on "looking for an alternative to X"; leaving us is a
+    # customer to save, leaving a competitor is a lead.
+    chosen = route([Intent.PURCHASE_INTENT, Intent.CHURN_RISK], kind)
+    assert (chosen.department, chosen.cc) == (department, cc)
 
 
 def test_an_employee_complaining_goes_to_hr_not_support() -> None:
