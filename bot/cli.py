@@ -167,6 +167,90 @@ async def _scan(settings: Settings) -> list[dict[str, object]]:
     ]
 
 
+@cli.command()
+def classify(
+    file: Annotated[
+        str, typer.Argument(help="JSON Lines of posts ({id, text, title?, …}); - for stdin")
+    ],
+    watches: Annotated[
+        Path | None,
+        typer.Option(
+            "--watches", help="YAML/JSON list of {name, query, kind, exclude?, dept?} to match"
+        ),
+    ] = None,
+    classify_all: Annotated[
+        bool, typer.Option("--all", help="Also classify posts that match no watch")
+    ] = False,
+    kind: Annotated[
+        str, typer.Option("--kind", help="Watch kind assumed for posts no watch matched")
+    ] = "brand",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout")
+    ] = None,
+    env_file: EnvFile = None,
+) -> None:
+    """Say what Earful would decide about each post: watches, sentiment, intents, route,
+    priority. Watches come from DATABASE_URL unless --watches is given. No Slack needed."""
+    from bot.classify import (
+        ClassifyError,
+        classify_lines,
+        load_database_watches,
+        load_watch_file,
+    )
+    from watchers.departments import WatchKind
+
+    configure_logging("WARNING")
+    try:
+        if kind not in set(WatchKind):
+            known = ", ".join(k.value for k in WatchKind)
+            raise ClassifyError(f"--kind {kind!r} is not one of {known}")
+        if watches is not None:
+            watch_set = load_watch_file(watches)
+        else:
+            # Only the database is needed: no Slack settings are read or checked.
+            load_dotenv(env_file or Path.cwd() / ".env", override=False)
+            import os
+
+            url = os.environ.get("DATABASE_URL", "sqlite:///earful.db")
+            watch_set = asyncio.run(load_database_watches(url))
+        if not len(watch_set) and not classify_all:
+            raise ClassifyError(
+                f"no active watches in {watch_set.origin}: add one, pass --watches, or use --all"
+            )
+        source = sys.stdin if file == "-" else open(file, encoding="utf-8")  # noqa: SIM115
+    except (ClassifyError, OSError) as exc:
+        message = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+        typer.echo(f"earful classify: {message}", err=True)
+        raise typer.Exit(2) from None
+    counts = {"posts": 0, "matched": 0, "errors": 0}
+    try:
+        out = sys.stdout if output is None else output.open("w", encoding="utf-8")
+    except OSError as exc:
+        typer.echo(f"earful classify: {exc.filename}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        for record in classify_lines(
+            source, watch_set, unmatched_kind=WatchKind(kind) if classify_all else None
+        ):
+            counts["posts"] += 1
+            if "error" in record:
+                counts["errors"] += 1
+            elif record["watches"]:
+                counts["matched"] += 1
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        out.flush()
+    finally:
+        if source is not sys.stdin:
+            source.close()
+        if out is not sys.stdout:
+            out.close()
+    typer.echo(
+        f"classified {counts['posts']} line(s): {counts['matched']} matched a watch "
+        f"of {len(watch_set)} from {watch_set.origin}, {counts['errors']} bad line(s)",
+        err=True,
+    )
+
+
 def main() -> None:
     try:
         cli()
