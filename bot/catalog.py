@@ -1,7 +1,9 @@
 """The active watches, compiled once and grouped by source, for matching fetched posts.
 
 Every post a source returns is matched against all active watches that read that source, in
-one pass, so a story fetched for one watch also reaches the others it concerns.
+one pass, so a story fetched for one watch also reaches the others it concerns. The routing
+table in force (defaults plus team edits) is loaded with them, so an edit made in Slack
+reaches the pollers on the same refresh as a watch edit.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 
+from storage import routing_rules as rule_store
 from storage import watches as watch_store
 from storage.db import Database
 from storage.models import Watch
 from watchers.matcher import Matcher, WatchRule
 from watchers.query import Query, QuerySyntaxError, parse
+from watchers.routing import DEFAULT_ROUTING, Route
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +57,16 @@ class WatchCatalog:
         self._loaded_at: float | None = None
         self._active: list[Watch] = []
         self._by_source: dict[str, SourceWatches] = {}
+        self._routing: dict[rule_store.RuleKey, Route] = dict(DEFAULT_ROUTING)
 
     def invalidate(self) -> None:
-        """Watches changed here; other replicas notice within ``max_age_seconds``."""
+        """Watches or routing changed here; other replicas notice within ``max_age_seconds``."""
         self._loaded_at = None
+
+    @property
+    def routing(self) -> dict[rule_store.RuleKey, Route]:
+        """The routing table as of the last load: a plain dict, so it pickles to the scorers."""
+        return self._routing
 
     async def for_source(self, spec: str, *, must_include: int | None = None) -> SourceWatches:
         stale = self._loaded_at is None or time.monotonic() - self._loaded_at > self._max_age
@@ -74,6 +84,8 @@ class WatchCatalog:
     async def _reload(self) -> None:
         async with self._db.session() as session:
             self._active = [w for w in await watch_store.list_watches(session) if not w.paused]
+            rules = await rule_store.list_rules(session)
+        self._routing = rule_store.effective_table(rules)
         self._by_source = {}
         self._loaded_at = time.monotonic()
 
