@@ -20,7 +20,11 @@ from storage.db import Database
 from storage.migrate import upgrade
 
 POSTGRES_ENV = "TEST_POSTGRES_URL"
-TEMPLATE_DB = "earful_test_template"
+# One template per test run: concurrent runs (developers, CI retries) must not drop each
+# other's template. A run killed before its teardown leaves one behind; the next run on the
+# same server clears templates whose owning process is gone.
+TEMPLATE_PREFIX = "earful_test_template_"
+TEMPLATE_DB = f"{TEMPLATE_PREFIX}{os.getpid()}"
 
 
 def postgres_url() -> str | None:
@@ -48,6 +52,7 @@ def postgres_template() -> Iterator[str | None]:
         return
     engine = _admin_engine(url)
     with engine.connect() as connection:
+        _drop_orphaned_templates(connection)
         connection.execute(text(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)'))
         connection.execute(text(f'CREATE DATABASE "{TEMPLATE_DB}"'))
     template_url = make_url(url).set(database=TEMPLATE_DB).render_as_string(hide_password=False)
@@ -56,6 +61,27 @@ def postgres_template() -> Iterator[str | None]:
     with engine.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)'))
     engine.dispose()
+
+
+def _drop_orphaned_templates(connection) -> None:  # type: ignore[no-untyped-def]
+    names = connection.execute(
+        text("SELECT datname FROM pg_database WHERE datname LIKE :prefix"),
+        {"prefix": f"{TEMPLATE_PREFIX}%"},
+    ).scalars()
+    for name in list(names):
+        pid = name.removeprefix(TEMPLATE_PREFIX)
+        if pid.isdigit() and not _process_alive(int(pid)):
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _fresh_sqlite(template: Path, tmp_path: Path) -> str:
