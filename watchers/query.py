@@ -470,12 +470,13 @@ _FIELD_EXAMPLES = {
 
 
 def _highlight_pattern(term: str) -> Pattern | None:
-    """The pattern behind one of ``Match.terms``: a word or phrase, ``acme*``, ``case:ACME``."""
+    """The pattern behind one of ``Match.terms``: a word or phrase, ``acme*``, ``case:ACME``,
+    or a phrase in quotes (see ``_match_text``)."""
     exact = term.startswith("case:")
     if exact:
         term = term[5:]
-        if len(term) >= 2 and term[0] == term[-1] == '"':
-            term = term[1:-1].replace('\\"', '"')
+    if len(term) >= 2 and term[0] == term[-1] == '"':
+        term = term[1:-1].replace('\\"', '"')
     body, prefix = _split_star(term)
     raw = _word_pattern().findall(body)
     return _pattern(raw, prefix=prefix, exact=exact) if raw else None
@@ -1131,7 +1132,8 @@ class _Parser:
 @dataclass(frozen=True)
 class Match:
     """The query's positive text terms found in a post, first-seen order, as ``find_spans``
-    reads them: words, phrases and prefixes as written, case terms with their ``case:``."""
+    reads them: words, phrases and prefixes as written, case terms with their ``case:``, and a
+    phrase whose text starts with ``case:`` or a quote in its quotes (``"case:acme"``)."""
 
     terms: tuple[str, ...]
 
@@ -1141,7 +1143,13 @@ def _search_text(atom: Atom) -> str:
 
 
 def _match_text(atom: Atom) -> str:
-    return _render_atom(atom) if atom.pattern.exact is not None else atom.text
+    # find_spans tells terms apart by how they start: "case:" is a case term and a quote a
+    # quoted phrase, so a plain phrase whose own text starts with either goes in its quotes.
+    if atom.pattern.exact is not None or (
+        isinstance(atom, Phrase) and atom.text.startswith(("case:", '"'))
+    ):
+        return _render_atom(atom)
+    return atom.text
 
 
 class Query:

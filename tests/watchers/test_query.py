@@ -950,6 +950,25 @@ def test_find_spans_agrees_with_match_terms_for_new_terms() -> None:
     assert spans_text(text, found.terms) == ["AcmeCorp", "ACME Cloud", "down", "acme"]
 
 
+@pytest.mark.parametrize(
+    ("query", "text", "term", "spans"),
+    [
+        # Written bare, these phrases would read back as case terms, or not at all.
+        ('"case:acme"', "In case: Acme", '"case:acme"', ["case: Acme"]),
+        ('"case:acm*"', "case: AcmeCorp", '"case:acm*"', ["case: AcmeCorp"]),
+        ('"case:"', "just in case", '"case:"', ["case"]),
+        # Quotes inside a phrase are punctuation, and a "*" before its closing quote is too.
+        ('"\\"acme*\\""', 'the "acme*" tag, acmecorp', '"\\"acme*\\""', ["acme"]),
+    ],
+)
+def test_phrases_that_look_like_other_terms_are_reported_in_quotes(
+    query: str, text: str, term: str, spans: list[str]
+) -> None:
+    found = parse(query).match(text)
+    assert found == Match((term,))
+    assert spans_text(text, found.terms) == spans
+
+
 # --- errors in the new syntax ------------------------------------------------------------------
 
 
