@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -39,16 +39,31 @@ async def recent_posts(
     *,
     since: datetime,
     sources: Sequence[str] | None = None,
+    source_kinds: Sequence[str] | None = None,
     limit: int = 5_000,
 ) -> list[FetchedPost]:
+    """The newest posts fetched since ``since``, optionally only from some sources.
+
+    ``sources`` are exact specs (``reddit:r/acme``); ``source_kinds`` are bare kinds (``hn``,
+    ``rss``) meaning every spec of that kind. Filtering here, before the limit, keeps a quiet
+    source's posts from being crowded out by a busy one's.
+    """
     stmt = (
         select(FetchedPost)
         .where(col(FetchedPost.fetched_at) >= since)
         .order_by(col(FetchedPost.fetched_at).desc())
         .limit(limit)
     )
+    conditions: list[ColumnElement[bool]] = []
     if sources:
-        stmt = stmt.where(col(FetchedPost.source).in_(list(sources)))
+        conditions.append(col(FetchedPost.source).in_(list(sources)))
+    for kind in source_kinds or ():
+        conditions.append(col(FetchedPost.source) == kind)
+        # Kinds are plain words; escaping still keeps "_" or "%" from widening the match.
+        pattern = kind.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conditions.append(col(FetchedPost.source).like(f"{pattern}:%", escape="\\"))
+    if conditions:
+        stmt = stmt.where(or_(*conditions))
     return list((await session.execute(stmt)).scalars())
 
 
