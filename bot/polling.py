@@ -1,4 +1,8 @@
-"""Polls due sources: fetch → match → skip known → score → store → enqueue alerts.
+"""Polls due sources: fetch → match → skip known → score → store → cluster → enqueue alerts.
+
+Posts already stored are not scored again; their new numbers (points, score) are stored, and
+a big jump is traction for their story. New mentions go through :mod:`bot.clustering`: a copy
+of a recent story joins it (card update) instead of becoming a second alert.
 
 A failing source only marks its own watch unhealthy (with the reason, for ``/earful status``)
 and backs off; every other source goes on.
@@ -14,20 +18,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-from sqlmodel import col
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.catalog import SourceWatches, WatchCatalog, compiled_query
+from bot.clustering import Clusterer, KnownPost, StoryKeys, post_text, story_keys
+from bot.mutes import set_aside_muted
 from bot.scoring import ScoreInput, Scorer
+from storage import clusters as cluster_store
 from storage import mentions as mention_store
-from storage import outbox
 from storage import posts as post_store
 from storage import watches as watch_store
 from storage.db import Database
-from storage.models import Mention, OutboxKind, Watch
+from storage.models import Mention, Watch
 from storage.models import SourceState as SourceStateRow
 from storage.types import utcnow
-from watchers.base import Post, SearchSpec, SourceError, SourceState
+from watchers.base import FetchResult, Post, SearchSpec, SourceError, SourceState
 from watchers.departments import Department, WatchKind
 from watchers.enrich import Enrichment
 from watchers.http import HttpFetcher
@@ -48,6 +53,7 @@ class PollOutcome:
     posts: int
     new_mentions: int
     error: str | None
+    refreshed: int = 0  # traction notes from posts seen again with bigger numbers
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +109,7 @@ class Poller:
         on_outbox: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utcnow,
         concurrency: int = 8,
+        clusterer: Clusterer | None = None,
     ) -> None:
         self._db = db
         self._catalog = catalog or WatchCatalog(db)
@@ -112,6 +119,7 @@ class Poller:
         self._on_outbox = on_outbox
         self._clock = clock
         self._semaphore = asyncio.Semaphore(concurrency)
+        self._clusterer = clusterer or Clusterer()
 
     async def tick(self, *, everything: bool = False) -> list[PollOutcome]:
         """Poll every source that is due now (or every active one, for ``earful scan``)."""
@@ -124,7 +132,7 @@ class Poller:
         if not due:
             return []
         outcomes = await asyncio.gather(*(self._guarded(watch, state) for watch, state in due))
-        if any(outcome.new_mentions for outcome in outcomes):
+        if any(outcome.new_mentions or outcome.refreshed for outcome in outcomes):
             self._on_outbox()
         return list(outcomes)
 
@@ -153,7 +161,19 @@ class Poller:
                 watch, state, str(exc) or type(exc).__name__, getattr(exc, "retry_after", None)
             )
         watches = await self._catalog.for_source(state.source, must_include=watch.id)
-        fresh = await self._unseen(origin(state.source), match_posts(watches, result.posts))
+        namespace = origin(state.source)
+        fresh, known = await self._unseen(namespace, match_posts(watches, result.posts))
+        signed = await self._scorer.sign([post_text(item.post) for item in fresh])
+        keys = [
+            story_keys(
+                item.post,
+                origin=namespace,
+                watches=[watch.name for watch in item.watches],
+                signed=signature,
+            )
+            for item, signature in zip(fresh, signed, strict=True)
+        ]
+        velocities = await self._velocities(keys)
         enrichments = await self._scorer.score(
             [
                 ScoreInput(
@@ -164,74 +184,111 @@ class Poller:
                         Department(item.primary.department) if item.primary.department else None
                     ),
                     author_reach=item.post.author_reach,
+                    velocity=velocity,
                 )
-                for item in fresh
-            ]
+                for item, velocity in zip(fresh, velocities, strict=True)
+            ],
+            routing=self._catalog.routing,
         )
         now = self._clock()
         mentions = [
-            _mention(item, scores, source=state.source, now=now)
-            for item, scores in zip(fresh, enrichments, strict=True)
+            (_mention(item, scores, story, source=state.source, now=now), story)
+            for item, scores, story in zip(fresh, enrichments, keys, strict=True)
         ]
-        async with self._db.session() as session:
-            await post_store.add_posts(
-                session, posts=[_kept_post(post, state.source, now) for post in result.posts]
-            )
-            stored = await mention_store.add_mentions(session, mentions=mentions)
-            for mention in stored:
-                assert mention.id is not None
-                await mention_store.add_event(
-                    session,
-                    mention_id=mention.id,
-                    actor=None,
-                    action="found",
-                    from_state=None,
-                    to_state=mention.state,
-                    note=f"matched {', '.join(mention.matched_terms)} on "
-                    + ", ".join(mention.watches),
+        # Muted posts are stored here, out of every story and queue; the rest go on.
+        mentions = await set_aside_muted(self._db, mentions, now=now)
+        try:
+            async with self._db.session() as session:
+                # The story decisions first: they take the clustering lock for this transaction,
+                # and every poller takes it before writing anything else.
+                filed = await self._clusterer.file(session, mentions=mentions, now=now)
+                refreshed = await self._clusterer.refresh(session, known=known, now=now)
+                await post_store.add_posts(
+                    session, posts=[_kept_post(post, state.source, now) for post in result.posts]
                 )
-                outbox.enqueue(session, kind=OutboxKind.ALERT, mention_id=mention.id)
-            new_state = result.state
-            await watch_store.record_poll(
-                session,
-                state_id=state.id,
-                now=now,
-                next_poll_at=now + timedelta(seconds=watch.interval_seconds),
-                error=None,
-                etag=new_state.etag,
-                last_modified=new_state.last_modified,
-                cursor=new_state.cursor,
-                posts_seen=len(result.posts),
-                mentions_found=len(stored),
-            )
+                await self._record_success(session, watch, state, result, now, len(filed))
+        except BaseException:
+            # The in-memory index may hold mentions this rolled-back transaction never stored.
+            self._clusterer.reset()
+            raise
+        stored = [item.mention for item in filed]
         if stored:
-            log.info("watch %s: %d new mention(s) from %s", watch.name, len(stored), state.source)
-        return PollOutcome(watch.name, state.source, len(result.posts), len(stored), None)
+            joined = sum(1 for item in filed if item.joined is not None)
+            log.info(
+                "watch %s: %d new mention(s) from %s, %d joining a known story",
+                watch.name,
+                len(stored),
+                state.source,
+                joined,
+            )
+        return PollOutcome(
+            watch.name, state.source, len(result.posts), len(stored), None, refreshed
+        )
 
-    async def _unseen(self, namespace: str, matched: list[Found]) -> list[Found]:
-        """Drop posts already stored, so a feed that repeats its items costs no scoring."""
-        if not matched:
+    async def _velocities(self, keys: Sequence[StoryKeys]) -> list[int]:
+        """How many posts of each new post's story arrived recently (see watchers/priority)."""
+        if not keys:
             return []
-        ids = list({item.post.external_id for item in matched})
-        known: set[str] = set()
+        now = self._clock()
         async with self._db.session() as session:
-            for start in range(0, len(ids), 500):
-                rows = await session.execute(
-                    select(col(Mention.external_id)).where(
-                        col(Mention.origin) == namespace,
-                        col(Mention.external_id).in_(ids[start : start + 500]),
-                    )
-                )
-                known.update(rows.scalars())
+            await cluster_store.lock_clustering(session)
+            await self._clusterer.catch_up(session, now=now)
+            return await self._clusterer.velocities(session, keys, now=now)
+
+    async def _record_success(
+        self,
+        session: AsyncSession,
+        watch: Watch,
+        state: SourceStateRow,
+        result: FetchResult,
+        now: datetime,
+        mentions_found: int,
+    ) -> None:
+        assert state.id is not None
+        new_state = result.state
+        await watch_store.record_poll(
+            session,
+            state_id=state.id,
+            now=now,
+            next_poll_at=now + timedelta(seconds=watch.interval_seconds),
+            error=None,
+            etag=new_state.etag,
+            last_modified=new_state.last_modified,
+            cursor=new_state.cursor,
+            posts_seen=len(result.posts),
+            mentions_found=mentions_found,
+        )
+
+    async def _unseen(
+        self, namespace: str, matched: list[Found]
+    ) -> tuple[list[Found], list[KnownPost]]:
+        """Split matched posts into new ones and ones already stored as mentions.
+
+        Known posts cost no scoring; they come back with the reach stored for them so their
+        new numbers can be kept (and a big jump noted as traction).
+        """
+        if not matched:
+            return [], []
+        async with self._db.session() as session:
+            known = await mention_store.known_posts(
+                session,
+                origin=namespace,
+                external_ids=[item.post.external_id for item in matched],
+            )
         seen_now: set[str] = set()
-        fresh = []
+        fresh: list[Found] = []
+        again: list[KnownPost] = []
         for item in matched:
             external_id = item.post.external_id
-            if external_id in known or external_id in seen_now:
+            if external_id in seen_now:
                 continue
             seen_now.add(external_id)
-            fresh.append(item)
-        return fresh
+            if external_id in known:
+                mention_id, reach = known[external_id]
+                again.append(KnownPost(mention_id, reach, item.post))
+            else:
+                fresh.append(item)
+        return fresh, again
 
     async def _record_failure(
         self, watch: Watch, state: SourceStateRow, error: str, retry_after: float | None
@@ -255,7 +312,9 @@ class Poller:
         return PollOutcome(watch.name, state.source, 0, 0, error)
 
 
-def _mention(item: Found, scores: Enrichment, *, source: str, now: datetime) -> Mention:
+def _mention(
+    item: Found, scores: Enrichment, story: StoryKeys, *, source: str, now: datetime
+) -> Mention:
     post = item.post
     return Mention(
         watch_id=item.primary.id,
@@ -286,6 +345,8 @@ def _mention(item: Found, scores: Enrichment, *, source: str, now: datetime) -> 
         priority=scores.priority.value,
         priority_reason=scores.priority_reason,
         updated_at=now,
+        canonical_url=story.canonical_url,
+        minhash=story.minhash_bytes,
     )
 
 

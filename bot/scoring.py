@@ -11,9 +11,12 @@ import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
+from watchers.dedup import signature, to_bytes
 from watchers.departments import Department, WatchKind
 from watchers.enrich import Enrichment, enrich
+from watchers.routing import RoutingTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +26,14 @@ class ScoreInput:
     kind: WatchKind
     department_override: Department | None
     author_reach: int | None
+    # How many posts of this story arrived in the recent window, this one included.
+    velocity: int = 1
 
 
-def score_batch(items: Sequence[ScoreInput]) -> list[Enrichment]:
+def score_batch(
+    items: Sequence[ScoreInput], *, routing: RoutingTable | None = None
+) -> list[Enrichment]:
+    """``routing`` is the table in force (team edits applied); None means the defaults."""
     return [
         enrich(
             title=item.title,
@@ -33,9 +41,17 @@ def score_batch(items: Sequence[ScoreInput]) -> list[Enrichment]:
             kind=item.kind,
             department_override=item.department_override,
             author_reach=item.author_reach,
+            velocity=item.velocity,
+            routing=routing,
         )
         for item in items
     ]
+
+
+def sign_batch(texts: Sequence[str]) -> list[bytes | None]:
+    """MinHash signatures (as stored) of texts; None where a text is too short to judge."""
+    signatures = (signature(text) for text in texts)
+    return [to_bytes(minhash) if minhash is not None else None for minhash in signatures]
 
 
 def _warm_up() -> None:
@@ -56,12 +72,29 @@ class Scorer:
         else:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
 
-    async def score(self, items: Sequence[ScoreInput], *, chunk: int = 200) -> list[Enrichment]:
+    async def score(
+        self,
+        items: Sequence[ScoreInput],
+        *,
+        chunk: int = 200,
+        routing: RoutingTable | None = None,
+    ) -> list[Enrichment]:
         loop = asyncio.get_running_loop()
         results: list[Enrichment] = []
+        # The table travels with each batch (a plain dict pickles to the process pool).
+        work = partial(score_batch, routing=routing)
         for start in range(0, len(items), chunk):
             batch = list(items[start : start + chunk])
-            results.extend(await loop.run_in_executor(self._executor, score_batch, batch))
+            results.extend(await loop.run_in_executor(self._executor, work, batch))
+        return results
+
+    async def sign(self, texts: Sequence[str], *, chunk: int = 500) -> list[bytes | None]:
+        """Near-duplicate signatures of texts, off the event loop like scoring (bot/clustering)."""
+        loop = asyncio.get_running_loop()
+        results: list[bytes | None] = []
+        for start in range(0, len(texts), chunk):
+            batch = list(texts[start : start + chunk])
+            results.extend(await loop.run_in_executor(self._executor, sign_batch, batch))
         return results
 
     def close(self) -> None:

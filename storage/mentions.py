@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,6 +12,10 @@ from sqlmodel import col
 
 from storage.models import Event, Mention, OutboxItem
 from storage.upsert import insert_ignoring_conflicts
+
+# A note Earful adds to a story that keeps spreading (see bot/clustering.py). It changes no
+# state, so the card's state line ("Claimed by … at …") keeps describing the last real change.
+TRACTION_ACTION = "traction"
 
 
 async def add_mentions(session: AsyncSession, *, mentions: Sequence[Mention]) -> list[Mention]:
@@ -33,6 +37,24 @@ async def add_mentions(session: AsyncSession, *, mentions: Sequence[Mention]) ->
             mention.id = new_id
             stored.append(mention)
     return stored
+
+
+async def known_posts(
+    session: AsyncSession, *, origin: str, external_ids: Sequence[str]
+) -> dict[str, tuple[int, int | None]]:
+    """Of these posts, those already stored as mentions: external id → (mention id, reach)."""
+    known: dict[str, tuple[int, int | None]] = {}
+    ids = list(dict.fromkeys(external_ids))
+    for start in range(0, len(ids), 500):
+        rows = await session.execute(
+            select(col(Mention.external_id), col(Mention.id), col(Mention.author_reach)).where(
+                col(Mention.origin) == origin,
+                col(Mention.external_id).in_(ids[start : start + 500]),
+            )
+        )
+        for external_id, mention_id, reach in rows.all():
+            known[str(external_id)] = (cast(int, mention_id), reach)
+    return known
 
 
 async def get_mention(
@@ -91,9 +113,10 @@ async def events_for(session: AsyncSession, *, mention_id: int) -> list[Event]:
 
 
 async def last_event(session: AsyncSession, *, mention_id: int) -> Event | None:
+    """The latest event that changed the mention (traction notes are not such changes)."""
     result = await session.execute(
         select(Event)
-        .where(col(Event.mention_id) == mention_id)
+        .where(col(Event.mention_id) == mention_id, col(Event.action) != TRACTION_ACTION)
         .order_by(col(Event.id).desc())
         .limit(1)
     )

@@ -9,7 +9,8 @@ a new post against thousands of recent ones costs a few hash lookups, not a comp
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+import re
+from collections.abc import Callable, Hashable, Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
@@ -102,6 +103,42 @@ def canonical_url(url: str | None) -> str | None:
     return urlunsplit(("https", host, path, urlencode(sorted(query)), ""))
 
 
+_LINK = re.compile(r"https?://[^\s<>\"'`{}|\\^\[\]]+", re.IGNORECASE)
+_SENTENCE_END = ".,;:!?'\""
+
+
+def links(text: str) -> list[str]:
+    """The http(s) links written in a plain text, without the punctuation that ends a sentence."""
+    found = []
+    for match in _LINK.finditer(text):
+        link = match.group(0)
+        while link and (
+            link[-1] in _SENTENCE_END or (link[-1] == ")" and link.count(")") > link.count("("))
+        ):
+            # "(see https://x.example/a)." : the ")" and "." close the sentence, not the URL.
+            link = link[:-1]
+        found.append(link)
+    return found
+
+
+def story_url(url: str | None, text: str, *, shares_links: bool) -> str | None:
+    """The canonical URL of what a post is about.
+
+    On a source where posts share links (a Hacker News story, a Reddit link post, a toot
+    with a link), the post's own URL is only the discussion page; the story is the first link
+    to another site in its text. Everywhere else (a blog's feed, an app review, an issue) the
+    post's own URL is the story.
+    """
+    own = canonical_url(url)
+    if shares_links:
+        own_host = urlsplit(own).hostname if own else None
+        for link in links(text):
+            shared = canonical_url(link)
+            if shared is not None and urlsplit(shared).hostname != own_host:
+                return shared
+    return own
+
+
 def shingles(text: str) -> set[bytes]:
     words = tokenize_words(text)
     if len(words) < MIN_WORDS:
@@ -131,10 +168,15 @@ def from_bytes(data: bytes) -> MinHash | None:
 
 
 class NearDuplicates:
-    """An LSH index of recent texts; ``find`` returns the key of a near-duplicate, if any."""
+    """An LSH index of recent texts; ``find`` returns the key of a near-duplicate, if any.
 
-    def __init__(self, *, threshold: float = SIMILARITY) -> None:
+    ``max_size`` bounds memory: past it, the oldest entries (in insertion order) are dropped,
+    which for an index fed in arrival order means the stories least likely to come back.
+    """
+
+    def __init__(self, *, threshold: float = SIMILARITY, max_size: int | None = None) -> None:
         self._threshold = threshold
+        self._max_size = max_size
         self._lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
         self._signatures: dict[Hashable, MinHash] = {}
 
@@ -144,11 +186,18 @@ class NearDuplicates:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._signatures
 
+    def keys(self) -> list[Hashable]:
+        """Every indexed key, oldest first."""
+        return list(self._signatures)
+
     def add(self, key: Hashable, minhash: MinHash) -> None:
         if key in self._signatures:
             return
         self._lsh.insert(key, minhash)
         self._signatures[key] = minhash
+        if self._max_size is not None:
+            while len(self._signatures) > self._max_size:
+                self.remove(next(iter(self._signatures)))
 
     def add_all(self, items: Iterable[tuple[Hashable, MinHash]]) -> None:
         for key, minhash in items:
@@ -158,11 +207,29 @@ class NearDuplicates:
         if self._signatures.pop(key, None) is not None:
             self._lsh.remove(key)
 
-    def find(self, minhash: MinHash) -> Hashable | None:
-        """The most similar indexed key above the threshold (LSH candidates are re-checked)."""
-        best: tuple[float, Hashable] | None = None
+    def clear(self) -> None:
+        self._lsh = MinHashLSH(threshold=self._threshold, num_perm=NUM_PERM)
+        self._signatures.clear()
+
+    def matches(self, minhash: MinHash) -> list[tuple[float, Hashable]]:
+        """Every indexed key above the threshold with its similarity, most similar first.
+
+        LSH only proposes candidates; each is re-checked against its signature, so a key is
+        returned only when the estimated similarity really reaches the threshold.
+        """
+        found = []
         for key in self._lsh.query(minhash):
             similarity = minhash.jaccard(self._signatures[key])
-            if similarity >= self._threshold and (best is None or similarity > best[0]):
-                best = (similarity, key)
-        return best[1] if best else None
+            if similarity >= self._threshold:
+                found.append((similarity, key))
+        found.sort(key=lambda pair: pair[0], reverse=True)
+        return found
+
+    def find(
+        self, minhash: MinHash, *, accept: Callable[[Hashable], bool] | None = None
+    ) -> Hashable | None:
+        """The most similar indexed key above the threshold that ``accept`` allows."""
+        for _, key in self.matches(minhash):
+            if accept is None or accept(key):
+                return key
+        return None

@@ -2,9 +2,10 @@
 
 Rules, in order:
 1. A legal risk is P1.
-2. A complaint or bug report is P2 when strongly negative (compound ≤ -0.6), else P3.
-3. A question or a buyer's intent is P3; anything else is P4.
-4. A large audience (reach ≥ 10,000) or a burst (≥ 5 similar posts) raises any of these by
+2. Churn risk is at least P2, whatever the tone (see ``prioritize``).
+3. A complaint or bug report is P2 when strongly negative (compound ≤ -0.6), else P3.
+4. A question or a buyer's intent is P3; anything else is P4.
+5. A large audience (reach ≥ 10,000) or a burst (≥ 5 similar posts) raises any of these by
    one level: that is how a single angry post becomes a public incident.
 """
 
@@ -55,7 +56,14 @@ def prioritize(
         return Priority.P1, "legal risk"
 
     problem = next((i for i in _PROBLEMS if i in present), None)
-    if problem is not None and sentiment.compound <= STRONGLY_NEGATIVE:
+    if Intent.CHURN_RISK in present:
+        # A customer announcing they are leaving ("not renewing", "switching to X") is often
+        # calm, so tone cannot gate it; the chance to keep them (or, on a competitor's watch,
+        # to win them) closes when they act, so it gets same-day attention, never P3's queue.
+        priority, reason = Priority.P2, _label(Intent.CHURN_RISK)
+        if sentiment.compound <= STRONGLY_NEGATIVE:
+            reason = f"strongly negative {reason} ({_score_text(sentiment.compound)})"
+    elif problem is not None and sentiment.compound <= STRONGLY_NEGATIVE:
         priority = Priority.P2
         reason = f"strongly negative {_label(problem)} ({_score_text(sentiment.compound)})"
     elif problem is not None:
@@ -75,3 +83,17 @@ def prioritize(
         priority = _raise(priority)
         reason = ", ".join([reason, *amplifiers])
     return priority, reason
+
+
+# Marks the part of a reason that traction added, so the next note replaces it.
+TRACTION_MARK = "; spreading: "
+
+
+def with_traction(priority: Priority, reason: str, *, note: str) -> tuple[Priority, str]:
+    """Raise an alerted story one level because it keeps spreading, and say so in the reason.
+
+    ``note`` is what happened, e.g. "now on 4 sources, 12 posts"; a later note replaces an
+    earlier one in the reason rather than piling up.
+    """
+    base = reason.split(TRACTION_MARK, 1)[0]
+    return _raise(priority), f"{base}{TRACTION_MARK}{note}"

@@ -8,9 +8,11 @@ from bot.polling import Poller
 from bot.scoring import Scorer
 from storage import watches as watch_store
 from storage.db import Database
-from storage.models import FetchedPost, Mention, OutboxItem
+from storage.models import Cluster, FetchedPost, Mention, MentionState, OutboxItem, OutboxKind
 from tests.support.feeds import FeedItem, FeedServer, rss
 from tests.support.local_http import local_policy
+from watchers.departments import WatchKind
+from watchers.enrich import enrich
 from watchers.http import HttpFetcher
 
 
@@ -66,3 +68,87 @@ async def test_one_post_many_watches_one_mention(db: Database, feed_server: Feed
     assert len(alerts) == 2
     # Every fetched post is kept for `watch test`, matched or not, once.
     assert sorted(p.external_id for p in kept) == ["1", "2", "3", "4"]
+
+
+OUTAGE = (
+    "Acme Cloud is down again: dashboards and the public API have been failing for three hours "
+    "and support has not answered a single ticket"
+)
+
+
+async def test_one_story_on_two_feeds_is_one_alert(db: Database, feed_server: FeedServer) -> None:
+    article = "https://www.news.example/acme-outage"
+    first = feed_server.serve(
+        "/a.xml",
+        rss(
+            [
+                FeedItem("a1", "Acme outage", OUTAGE, article + "?utm_source=rss&utm_medium=feed"),
+                FeedItem("a2", "Acme pricing", "Acme raised prices for teams", "https://e.com/p"),
+            ]
+        ),
+    )
+    second = feed_server.serve(
+        "/b.xml",
+        rss(
+            [
+                # The same page, shared with other tracking parameters.
+                FeedItem("b1", "Outage at Acme", "Read this: " + OUTAGE, article + "/?fbclid=Z"),
+                # Not the same page, but the same text retold (the feeds are polled in parallel,
+                # so b1 carries the text too: whichever copy is stored first leads).
+                FeedItem("b2", "Acme", "UPDATE: " + OUTAGE + " #acme", "https://blog.example/x"),
+            ]
+        ),
+    )
+    async with db.session() as session:
+        await watch_store.create_watch(
+            session,
+            name="acme",
+            query="acme",
+            kind="brand",
+            department=None,
+            sources=[f"rss:{first}", f"rss:{second}"],
+            interval_seconds=300,
+            created_by="U0ALICE",
+        )
+    async with HttpFetcher(local_policy()) as fetcher:
+        poller = Poller(db, fetcher=fetcher, scorer=Scorer(0))
+        await poller.tick(everything=True)
+        again = await poller.tick(everything=True)
+    assert sum(o.new_mentions for o in again) == 0
+    async with db.session() as session:
+        mentions = {m.external_id: m for m in (await session.execute(select(Mention))).scalars()}
+        items = (await session.execute(select(OutboxItem))).scalars().all()
+        clusters = (await session.execute(select(Cluster))).scalars().all()
+    assert set(mentions) == {"a1", "a2", "b1", "b2"}, "every copy is stored"
+    alerted = {item.mention_id for item in items if item.kind == OutboxKind.ALERT}
+    lead = next(m for m in mentions.values() if m.id in alerted and m.external_id != "a2")
+    assert alerted == {lead.id, mentions["a2"].id}, "one alert per story"
+    [cluster] = clusters
+    assert cluster.lead_mention_id == lead.id and cluster.size == 3
+    merged = [m for m in mentions.values() if m.state == MentionState.MERGED]
+    assert len(merged) == 2 and all(m.cluster_id == cluster.id for m in merged)
+    assert lead.canonical_url == "https://news.example/acme-outage" or lead.external_id == "b2"
+    assert all(m.minhash for m in mentions.values() if m.external_id in ("a1", "b2"))
+    updates = [i for i in items if i.kind == OutboxKind.CARD_UPDATE]
+    assert updates and {i.mention_id for i in updates} == {lead.id}
+
+
+async def test_a_burst_of_one_story_raises_the_priority(
+    db: Database, feed_server: FeedServer
+) -> None:
+    retold = [f"{prefix} {OUTAGE}" for prefix in ("Ugh.", "Again!", "Seriously:", "FYI", "PSA:")]
+    url = feed_server.serve(
+        "/feed.xml",
+        rss([FeedItem(str(i), "", text, f"https://e.com/{i}") for i, text in enumerate(retold)]),
+    )
+    await add(db, "acme", "acme", "brand", f"rss:{url}")
+    async with HttpFetcher(local_policy()) as fetcher:
+        await Poller(db, fetcher=fetcher, scorer=Scorer(0)).tick()
+    async with db.session() as session:
+        mentions = (await session.execute(select(Mention))).scalars().all()
+    [lead] = [m for m in mentions if m.state == MentionState.NEW]
+    assert len(mentions) == 5
+    assert "spreading (5 similar posts)" in lead.priority_reason, lead.priority_reason
+    # The same text without the burst: one level lower.
+    alone = enrich(title=None, text=retold[0], kind=WatchKind.BRAND)
+    assert lead.priority < alone.priority.value, (lead.priority, alone.priority)

@@ -154,7 +154,9 @@ async def wait_for_alerts(earful: Earful, expected: list[Expected]) -> list[Ment
     async def posted() -> bool:
         stored = await mentions(earful)
         done = {(m.source, m.external_id) for m in stored}
-        return all(m.ts for m in stored) and all(e.keys & done for e in expected)
+        # A mention that joined a known story has no card of its own (bot/clustering.py).
+        alerted = [m for m in stored if m.state != "merged"]
+        return all(m.ts for m in alerted) and all(e.keys & done for e in expected)
 
     await wait_until(posted)
     return await mentions(earful)
@@ -170,7 +172,9 @@ def assert_found_exactly(stored: list[Mention], expected: list[Expected]) -> Non
 
 
 def assert_alert_cards(fake_slack: FakeSlackApi, stored: list[Mention]) -> None:
-    """One card per mention, in its department's channel, naming its source."""
+    """One card per story, in its department's channel, naming its source: a mention that
+    retells a story already alerted joins it instead (bot/clustering.py)."""
+    stored = [m for m in stored if m.state != "merged"]
     for mention in stored:
         assert mention.channel == ROUTES[mention.department][0], mention
         [card] = [m for m in fake_slack.messages(mention.channel) if m["ts"] == mention.ts]
@@ -184,8 +188,9 @@ def assert_alert_cards(fake_slack: FakeSlackApi, stored: list[Mention]) -> None:
         for message in fake_slack.messages(channel, include_replies=False)
         if "metadata" in message
     )
-    assert cards == Counter(m.id for m in stored), "exactly one card per mention"
-    assert len(fake_slack.calls_to("chat.postMessage")) == len(stored)
+    assert cards == Counter(m.id for m in stored), "exactly one card per story"
+    posts = [c for c in fake_slack.calls_to("chat.postMessage") if "thread_ts" not in c.args]
+    assert len(posts) == len(stored)
     assert not fake_slack.violations, fake_slack.violations
 
 

@@ -2,7 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from watchers.dedup import NearDuplicates, canonical_url, from_bytes, signature, to_bytes
+from watchers.dedup import (
+    NearDuplicates,
+    canonical_url,
+    from_bytes,
+    links,
+    signature,
+    story_url,
+    to_bytes,
+)
 
 
 @pytest.mark.parametrize(
@@ -71,3 +79,40 @@ def test_signatures_survive_storage() -> None:
     restored = from_bytes(to_bytes(original))
     assert restored is not None and restored.jaccard(original) == 1.0
     assert from_bytes(b"\x00" * 8) is None
+
+
+def test_links_lose_the_punctuation_that_ends_a_sentence() -> None:
+    text = "See (https://x.example/a_(b)), https://y.example/q?x=1. And https://z.example/p)!"
+    assert links(text) == [
+        "https://x.example/a_(b)",
+        "https://y.example/q?x=1",
+        "https://z.example/p",
+    ]
+    assert links("no links, ftp://x.example or www.example.com") == []
+
+
+def test_a_shared_link_is_the_story_where_posts_share_links() -> None:
+    hn = "https://news.ycombinator.com/item?id=1"
+    text = "Acme is down https://news.ycombinator.com/item?id=0 https://www.status.example/x?utm_source=hn"
+    assert story_url(hn, text, shares_links=True) == "https://status.example/x"
+    assert story_url(hn, text, shares_links=False) == canonical_url(hn)
+    assert story_url(hn, "no link here", shares_links=True) == canonical_url(hn)
+    assert story_url(None, "", shares_links=True) is None
+
+
+def test_the_index_keeps_only_the_newest_and_filters_matches() -> None:
+    index = NearDuplicates(max_size=2)
+    story = signature(STORY)
+    retold = signature("UPDATE " + STORY)
+    assert story is not None and retold is not None
+    index.add("old", story)
+    index.add("mid", signature(STORY + " more at eleven") or story)
+    index.add("new", retold)
+    assert len(index) == 2 and "old" not in index and index.keys() == ["mid", "new"]
+    found = index.matches(story)
+    assert {key for _, key in found} == {"mid", "new"}
+    assert [score for score, _ in found] == sorted((score for score, _ in found), reverse=True)
+    assert index.find(story, accept=lambda key: key == "mid") == "mid"
+    assert index.find(story, accept=lambda key: False) is None
+    index.clear()
+    assert len(index) == 0 and index.find(story) is None
