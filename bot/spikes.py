@@ -1,10 +1,13 @@
 """Spike (crisis) detection: each watch's last hour against its own previous week.
 
 Run by the scheduler every few minutes. When a test in :mod:`watchers.spikes` fires and the
-watch has no open spike of that kind, a :class:`Spike` row is opened and one crisis alert per
-target department is put in the outbox, in the same transaction. The open row is the memory:
-while it is open the same spike never alerts again, across restarts and replicas, and it is
-closed once the window has subsided, so that a later burst is a new spike.
+watch has no open spike, a :class:`Spike` row is opened and one crisis alert per target
+department is put in the outbox, in the same transaction. The open row is the memory: while it
+is open the watch never alerts again, across restarts and replicas, and it is closed once every
+test says the window has subsided, so that a later burst is a new spike.
+
+One open spike per watch, whichever test fired: a burst of angry mentions is both a volume and
+a negative-share spike, and PR should hear about it once.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ from storage.db import Database
 from storage.models import Cluster, Mention, OutboxKind, Spike
 from storage.types import utcnow
 from watchers.departments import Department
-from watchers.spikes import SpikeKind, SpikeTest, negative_test, volume_test
+from watchers.spikes import (
+    SPIKE_P_VALUE,
+    SpikeKind,
+    SpikeTest,
+    negative_test,
+    spike_threshold,
+    volume_test,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +64,27 @@ class CrisisData:
     lead: Mention | None
 
 
-def tests_for(hours: WatchHours, *, first_hour: int = 0) -> list[SpikeTest]:
-    """Both tests for one watch; ``first_hour`` skips baseline hours before it existed."""
+def tests_for(
+    hours: WatchHours, *, first_hour: int = 0, threshold: float = SPIKE_P_VALUE
+) -> list[SpikeTest]:
+    """Both tests for one watch, the one to report first; ``first_hour`` skips baseline hours
+    before the watch existed.
+
+    The negative-share test comes first: when both fire, "mostly negative" is what makes a
+    burst a crisis rather than, say, a launch going well, so it is the one the alert reports.
+    """
     baseline = hours.total[first_hour:_BASELINE_HOURS]
     negatives = hours.negative[first_hour:_BASELINE_HOURS]
     current, current_negative = hours.total[_BASELINE_HOURS], hours.negative[_BASELINE_HOURS]
     return [
-        volume_test(baseline, current),
         negative_test(
             baseline_total=sum(baseline),
             baseline_negative=sum(negatives),
             current_total=current,
             current_negative=current_negative,
+            threshold=threshold,
         ),
+        volume_test(baseline, current, threshold=threshold),
     ]
 
 
@@ -92,29 +110,32 @@ class SpikeDetector:
         async with self._db.session() as session:
             await stats.lock_spike_check(session)
             hours = await self._hours(session, start=baseline_start, end=now)
-            open_now: dict[tuple[str, str], list[Spike]] = defaultdict(list)
+            open_now: dict[str, list[Spike]] = defaultdict(list)
             for spike in await stats.open_spikes(session):
-                open_now[(spike.watch_name, spike.kind)].append(spike)
+                open_now[spike.watch_name].append(spike)
             # Only a watch with mentions in the window can spike; one with an open spike needs
             # checking too, to close it once its mentions have stopped.
             names = {n for n, h in hours.items() if h.total[_BASELINE_HOURS]}
-            names |= {name for name, _ in open_now}
+            names |= set(open_now)
             created = await stats.watch_created_at(session, names=names)
+            threshold = spike_threshold(len(names) * len(SpikeKind))
             for name in sorted(names):
                 watch_hours = hours.get(name) or WatchHours(
                     [0] * (_BASELINE_HOURS + 1), [0] * (_BASELINE_HOURS + 1)
                 )
                 first = _first_full_hour(created.get(name), baseline_start)
-                for test in tests_for(watch_hours, first_hour=first):
-                    current = open_now.get((name, test.kind), [])
-                    if current and test.subsided:
-                        for spike in current:
-                            assert spike.id is not None
-                            await stats.close_spike(session, spike_id=spike.id, ended_at=now)
-                            log.info("spike %s (%s, %s) is over", spike.id, name, test.kind)
-                    elif not current and test.is_spike:
+                tests = tests_for(watch_hours, first_hour=first, threshold=threshold)
+                current = open_now.get(name, [])
+                if current and all(test.subsided for test in tests):
+                    for spike in current:
+                        assert spike.id is not None
+                        await stats.close_spike(session, spike_id=spike.id, ended_at=now)
+                        log.info("spike %s (%s, %s) is over", spike.id, name, spike.kind)
+                elif not current:
+                    firing = next((test for test in tests if test.is_spike), None)
+                    if firing is not None:
                         opened.append(
-                            await self._open(session, name, test, start=window_start, end=now)
+                            await self._open(session, name, firing, start=window_start, end=now)
                         )
         if opened:
             self._on_outbox()
@@ -164,6 +185,9 @@ class SpikeDetector:
                 kind=OutboxKind.CRISIS,
                 mention_id=None,
                 payload={"spike_id": spike.id, "department": department.value},
+                # Due from the moment the spike opened by this detector's clock, not the wall
+                # clock's, so that a delivery on the same clock finds it due.
+                not_before=end,
             )
         log.warning("spike %s opened for %s (%s): %s", spike.id, name, test.kind, test.reason)
         return spike

@@ -7,7 +7,7 @@ rows of its time range however large the table grows.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,9 +56,12 @@ def _hour_index(dialect: str, start_epoch: int) -> ColumnElement[Any]:
     if dialect == "postgresql":
         seconds = extract("epoch", found_at)
         return cast(func.floor((seconds - start_epoch) / SECONDS_PER_HOUR), Integer)
-    # SQLite keeps found_at as naive UTC text; strftime('%s') reads it as UTC. Integer division
-    # floors here because only rows at or after the start are selected.
-    return (cast(func.strftime("%s", found_at), Integer) - start_epoch) // SECONDS_PER_HOUR
+    # SQLite keeps found_at as naive UTC text ("YYYY-MM-DD HH:MM:SS.ffffff"). Its date functions
+    # round that to the millisecond, so 14:59:59.9999 would read as 15:00:00 and land in the
+    # next hour: cut the text to whole seconds first, which floors it. Integer division then
+    # floors too, because only rows at or after the (whole-second) start are selected.
+    whole_seconds = func.strftime("%s", func.substr(found_at, 1, 19))
+    return (cast(whole_seconds, Integer) - start_epoch) // SECONDS_PER_HOUR
 
 
 def _is_negative() -> ColumnElement[Any]:
@@ -199,42 +202,52 @@ async def mark_spike_alerted(session: AsyncSession, *, spike_id: int) -> None:
 
 
 async def period_counts(
-    session: AsyncSession, *, start: datetime, end: datetime
+    session: AsyncSession, *, start: datetime, end: datetime, kinds: Mapping[str, str]
 ) -> list[PeriodCounts]:
-    """Volume and sentiment per watch for mentions found in ``[start, end)``."""
+    """Volume and sentiment per watch for mentions found in ``[start, end)``.
 
-    def labelled(label: str) -> ColumnElement[Any]:
-        return func.sum(case((col(Mention.sentiment_label) == label, 1), else_=0))
-
-    stmt = (
-        select(
-            col(Mention.watch_name),
-            # A watch's kind can be edited; any one of its values is as good as another here.
-            func.max(col(Mention.watch_kind)),
-            func.count(),
-            labelled("positive"),
-            labelled("neutral"),
-            labelled("negative"),
-            func.avg(col(Mention.sentiment_compound)),
-        )
-        .where(col(Mention.found_at) >= start, col(Mention.found_at) < end)
-        .group_by(col(Mention.watch_name))
-        .order_by(col(Mention.watch_name))
-    )
+    A mention counts for every watch it matched (``mention.watches``), not only its primary
+    one: a post comparing us with a competitor is part of both voices. Only watches named in
+    ``kinds`` (name → current kind) are counted, plus a mention's primary watch under the kind
+    it recorded when that watch is gone. The JSON list of watches cannot be grouped by the
+    same SQL on both engines, so rows are read (four small columns of one period, through the
+    found_at index) and added up here.
+    """
+    stmt = select(
+        col(Mention.watch_name),
+        col(Mention.watch_kind),
+        col(Mention.watches),
+        col(Mention.sentiment_compound),
+        col(Mention.sentiment_label),
+    ).where(col(Mention.found_at) >= start, col(Mention.found_at) < end)
+    totals: dict[str, list[float]] = {}
+    watch_kinds: dict[str, str] = {}
+    for primary, primary_kind, matched, compound, label in await session.execute(stmt):
+        for name in dict.fromkeys([primary, *(matched or [])]):
+            kind = kinds.get(name) or (primary_kind if name == primary else None)
+            if kind is None:
+                continue
+            watch_kinds.setdefault(name, kind)
+            # volume, positive, neutral, negative, sum of compound
+            row = totals.setdefault(name, [0, 0, 0, 0, 0.0])
+            row[0] += 1
+            row[_LABEL_COLUMN.get(label, 2)] += 1
+            row[4] += float(compound or 0.0)
     return [
         PeriodCounts(
             watch_name=name,
-            watch_kind=kind,
-            volume=int(volume),
-            positive=int(positive or 0),
-            neutral=int(neutral or 0),
-            negative=int(negative or 0),
-            mean_compound=float(mean or 0.0),
+            watch_kind=watch_kinds[name],
+            volume=int(row[0]),
+            positive=int(row[1]),
+            neutral=int(row[2]),
+            negative=int(row[3]),
+            mean_compound=row[4] / row[0],
         )
-        for name, kind, volume, positive, neutral, negative, mean in (
-            await session.execute(stmt)
-        ).all()
+        for name, row in sorted(totals.items())
     ]
+
+
+_LABEL_COLUMN = {"positive": 1, "neutral": 2, "negative": 3}
 
 
 async def replace_share_of_voice(

@@ -4,12 +4,20 @@ Pure functions: hourly counts in, a :class:`SpikeTest` out; no database, no Slac
 
 Two tests, each one-sided (only "more than usual" matters):
 
-- **Volume**: the window's mention count against a Poisson distribution whose rate is the
-  watch's mean hourly count over the baseline. Posts arrive roughly independently, which is
-  what the Poisson model assumes; stories retold across sources are not independent, which is
-  one reason a spike also needs a minimum count and a minimum ratio, not only a small p-value.
-- **Negative share**: the window's negative mentions against a binomial distribution with the
-  window's mention count as trials and the baseline's negative share as the probability.
+- **Volume**: the window's mention count against the upper tail of a negative binomial whose
+  mean is the watch's usual rate *at this time of day* and whose extra variance is measured on
+  the baseline itself. Mention counts are burstier than Poisson (stories are retold across
+  sources, news cycles cluster), and a Poisson model calls ordinary bursts "impossible"; with
+  no measurable extra variance the negative binomial is the Poisson.
+- **Negative share**: the window's negative and other mentions against the baseline's, by a
+  one-sided Fisher exact test (a two-proportion test that is exact for small counts and
+  accounts for the baseline's share being itself an estimate, which matters for a watch with
+  a few dozen mentions of history).
+
+A p-value alone never opens a spike: a window also needs a minimum count and a minimum size
+against what was expected, so 1 → 3 mentions, or 10 % → 14 % negative over many mentions, is
+never a crisis. The p-value threshold is divided among the tests of one check (Bonferroni),
+because a check tests every busy watch twice.
 
 Each test also says whether a spike of its kind has *subsided*. The rule to end one is much
 looser than the rule to start one (hysteresis), so a spike hovering near the threshold does
@@ -18,11 +26,12 @@ not open, close and reopen — which would alert executives again — every few 
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from scipy.stats import binom, poisson
+from scipy.stats import fisher_exact, nbinom, poisson
 
 
 class SpikeKind(StrEnum):
@@ -45,8 +54,17 @@ MIN_SPIKE_COUNT = 5
 # small relative rise is already "significant", but not worth waking PR for.
 MIN_SPIKE_RATIO = 3.0
 # The check runs every few minutes for every watch, so the per-test threshold is strict to
-# keep false alarms rare across all those tests.
+# keep false alarms rare across all those tests ...
 SPIKE_P_VALUE = 0.001
+# ... and stricter still when one check tests many watches: the chance that any test of one
+# check passes the threshold by chance is kept under this (Bonferroni; see spike_threshold).
+FAMILY_P_VALUE = 0.01
+# The usual rate at this time of day is the mean of the same hour, and the hours either side,
+# on each earlier day of the baseline: 3 hours × 7 days = 21 samples in a full week.
+SEASON_HOURS = 24
+SEASON_BAND = 1
+# How many hours' worth of weight the whole baseline's mean gets against those samples.
+SEASON_PRIOR_HOURS = 3
 # A volume spike has ended once the window is back under this multiple of expected, or no
 # longer even mildly unusual.
 END_RATIO = 1.5
@@ -101,11 +119,100 @@ def describe(kind: SpikeKind | str, observed: float, expected: float, p_value: f
     return f"{count} {noun} in the last hour vs {expected:.1f} {tail} ({format_p(p_value)})"
 
 
-def volume_test(baseline: Sequence[int], current: int) -> SpikeTest:
+def in_words(kind: SpikeKind | str, observed: float, expected: float, p_value: float) -> str:
+    """The test result for people who do not read p-values (executives, mostly)."""
+    if expected <= 0:
+        return ""
+    multiple = observed / expected
+    times = f"About {multiple:.0f}×" if multiple >= 2 else f"{multiple:.1f}×"
+    if kind == SpikeKind.NEGATIVE:
+        size, event = f"{times} the negative mentions the usual share would give", "that"
+    else:
+        size, event = f"{times} the usual rate for this time of day", "an hour this busy"
+    if p_value < 0.001:
+        odds = "less than once in 1,000 hours"
+    elif p_value < 0.5:
+        odds = f"about once in {round(1 / p_value):,} hours"
+    else:
+        return f"{size}; nothing unusual."
+    return f"{size}; by chance alone, {event} comes {odds}."
+
+
+def spike_threshold(tests: int) -> float:
+    """The p-value under which one of ``tests`` tests of one check may open a spike."""
+    return min(SPIKE_P_VALUE, FAMILY_P_VALUE / max(tests, 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """What a watch's history says about an hour like the current one."""
+
+    expected: float  # mean count to expect now, never below EXPECTED_FLOOR_PER_HOUR
+    dispersion: float  # φ in Var = μ + φμ² (0: Poisson)
+
+
+def seasonal_baseline(baseline: Sequence[int]) -> Baseline:
+    """The expected count for the hour after ``baseline`` and the counts' overdispersion.
+
+    ``baseline[-1]`` is the hour just before the window, so ``baseline[-24]`` is the window's
+    hour one day earlier. The expected count is the mean around this time of day on earlier
+    days, so a daily peak is not a spike and a burst at night is measured against the night.
+    That mean is shrunk towards the whole baseline's mean by SEASON_PRIOR_HOURS pseudo-hours:
+    a watch with two days of history has only a few samples of "this time of day".
+    The floor and MIN_SPIKE_COUNT keep quiet hours from turning 1 → 3 mentions into a crisis.
+    """
+    n = len(baseline)
+    mean = sum(baseline) / n
+    same_time = [
+        baseline[-lag]
+        for day in range(1, n // SEASON_HOURS + 2)
+        for lag in range(day * SEASON_HOURS - SEASON_BAND, day * SEASON_HOURS + SEASON_BAND + 1)
+        if 0 < lag <= n
+    ]
+    seasonal = (sum(same_time) + SEASON_PRIOR_HOURS * mean) / (len(same_time) + SEASON_PRIOR_HOURS)
+    expected = max(seasonal, EXPECTED_FLOOR_PER_HOUR)
+    return Baseline(expected=expected, dispersion=_dispersion(baseline))
+
+
+def _dispersion(baseline: Sequence[int]) -> float:
+    """Method-of-moments φ of a negative binomial around each hour of day's own mean.
+
+    Measured against the daily profile rather than the overall mean, so that a regular
+    day/night rhythm is not mistaken for burstiness (which would hide real spikes).
+    """
+    n = len(baseline)
+    by_phase: dict[int, list[int]] = defaultdict(list)
+    for index, count in enumerate(baseline):
+        by_phase[(n - index) % SEASON_HOURS].append(count)
+    freedom = n - len(by_phase)
+    if freedom < SEASON_HOURS:
+        return 0.0  # about a day of history: too little to measure a variance
+    profile = {phase: sum(counts) / len(counts) for phase, counts in by_phase.items()}
+    residual = sum((c - profile[phase]) ** 2 for phase, cs in by_phase.items() for c in cs)
+    squares = sum(profile[(n - i) % SEASON_HOURS] ** 2 for i in range(n)) / n
+    if squares == 0:
+        return 0.0  # a silent baseline
+    return max(0.0, (residual / freedom - sum(baseline) / n) / squares)
+
+
+def upper_tail(current: int, expected: float, dispersion: float) -> float:
+    """P(X ≥ current) for a count with mean ``expected`` and NB dispersion φ."""
+    if current <= 0:
+        return 1.0
+    if dispersion <= 0:
+        return float(poisson.sf(current - 1, expected))  # sf(k) is P(X > k)
+    size = 1 / dispersion  # scipy's n; its p is n / (n + μ)
+    return float(nbinom.sf(current - 1, size, size / (size + expected)))
+
+
+def volume_test(
+    baseline: Sequence[int], current: int, *, threshold: float = SPIKE_P_VALUE
+) -> SpikeTest:
     """Test one hour's ``current`` count against ``baseline``, the counts of the hours before.
 
-    ``baseline`` holds one count per hour, zeros included, and only hours in which the watch
-    existed; it must not include the current window, or a spike would raise its own bar.
+    ``baseline`` holds one count per hour, zeros included, oldest first, and only hours in
+    which the watch existed; it must not include the current window, or a spike would raise
+    its own bar. ``threshold`` is the p-value to beat (see :func:`spike_threshold`).
     """
     if len(baseline) < MIN_BASELINE_HOURS:
         return SpikeTest(
@@ -117,19 +224,16 @@ def volume_test(baseline: Sequence[int], current: int) -> SpikeTest:
             subsided=True,
             reason=f"not enough history ({len(baseline)} h, needs {MIN_BASELINE_HOURS} h)",
         )
-    mean = sum(baseline) / len(baseline)
-    expected = max(mean, EXPECTED_FLOOR_PER_HOUR)
-    # P(X >= current): sf(k) is P(X > k).
-    p_value = float(poisson.sf(current - 1, expected)) if current > 0 else 1.0
-    ratio = current / expected
+    usual = seasonal_baseline(baseline)
+    expected = usual.expected
+    p_value = upper_tail(current, expected, usual.dispersion)
+    ratio = current / expected  # expected ≥ EXPECTED_FLOOR_PER_HOUR > 0
     return SpikeTest(
         kind=SpikeKind.VOLUME,
         observed=float(current),
         expected=expected,
         p_value=p_value,
-        is_spike=(
-            current >= MIN_SPIKE_COUNT and ratio >= MIN_SPIKE_RATIO and p_value < SPIKE_P_VALUE
-        ),
+        is_spike=(current >= MIN_SPIKE_COUNT and ratio >= MIN_SPIKE_RATIO and p_value < threshold),
         subsided=ratio < END_RATIO or p_value > END_P_VALUE,
         reason=describe(SpikeKind.VOLUME, current, expected, p_value),
     )
@@ -141,6 +245,7 @@ def negative_test(
     baseline_negative: int,
     current_total: int,
     current_negative: int,
+    threshold: float = SPIKE_P_VALUE,
 ) -> SpikeTest:
     """Test the window's share of negative mentions against the baseline's share."""
     if baseline_total < NEGATIVE_MIN_BASELINE or current_total == 0:
@@ -162,9 +267,13 @@ def negative_test(
     share = current_negative / current_total
     uplift = share - usual
     expected = current_total * usual
-    p_value = (
-        float(binom.sf(current_negative - 1, current_total, usual)) if current_negative > 0 else 1.0
-    )
+    p_value = 1.0
+    if current_negative > 0:
+        table = [
+            [current_negative, current_total - current_negative],
+            [baseline_negative, baseline_total - baseline_negative],
+        ]
+        p_value = float(fisher_exact(table, alternative="greater").pvalue)
     return SpikeTest(
         kind=SpikeKind.NEGATIVE,
         observed=float(current_negative),
@@ -174,7 +283,7 @@ def negative_test(
             current_total >= NEGATIVE_MIN_WINDOW
             and current_negative >= NEGATIVE_MIN_COUNT
             and uplift >= NEGATIVE_MIN_UPLIFT
-            and p_value < SPIKE_P_VALUE
+            and p_value < threshold
         ),
         subsided=uplift < NEGATIVE_END_UPLIFT or p_value > END_P_VALUE,
         reason=(

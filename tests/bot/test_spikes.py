@@ -8,8 +8,10 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
+from sqlmodel import col
 
 from bot.cards import CrisisCard, CrisisExample, crisis_blocks
 from bot.delivery import Delivery
@@ -93,13 +95,13 @@ async def seed_burst(
 
 async def crisis_items(db: Database) -> list[OutboxItem]:
     async with db.session() as session:
-        stmt = select(OutboxItem).where(OutboxItem.kind == OutboxKind.CRISIS)
-        return list((await session.execute(stmt.order_by(OutboxItem.id))).scalars())
+        stmt = select(OutboxItem).where(col(OutboxItem.kind) == OutboxKind.CRISIS)
+        return list((await session.execute(stmt.order_by(col(OutboxItem.id)))).scalars())
 
 
 async def all_spikes(db: Database) -> list[Spike]:
     async with db.session() as session:
-        return list((await session.execute(select(Spike).order_by(Spike.id))).scalars())
+        return list((await session.execute(select(Spike).order_by(col(Spike.id)))).scalars())
 
 
 # ---------------------------------------------------------------- storage aggregates
@@ -132,13 +134,14 @@ async def test_hourly_buckets_count_from_the_start_on_both_engines(db: Database)
 async def test_top_examples_by_priority_then_reach(db: Database) -> None:
     ids = {}
     async with db.session() as session:
-        for key, changes in {
+        examples: dict[str, dict[str, Any]] = {
             "p3_big": {"priority": "P3", "author_reach": 10_000},
             "p1_unknown": {"priority": "P1", "author_reach": None},
             "p1_small": {"priority": "P1", "author_reach": 5},
             "p2": {"priority": "P2", "author_reach": 100},
             "other_watch": {"priority": "P1", "watch_name": "rival"},
-        }.items():
+        }
+        for key, changes in examples.items():
             row = mention(changes.pop("watch_name", "acme"), NOW - timedelta(minutes=10), **changes)
             session.add(row)
             await session.flush()
@@ -235,10 +238,42 @@ async def test_a_shift_in_negative_share_opens_a_negative_spike(db: Database) ->
     negative = await seed_burst(db, "acme", 8, sentiment_label="negative")
     [spike] = await SpikeDetector(db, clock=Clock()).check()
     assert spike.kind == "negative"  # 10 mentions against 6 expected: no volume spike
-    assert spike.observed == 8 and spike.expected == 1.0
-    assert set(spike.example_mention_ids) == set(negative[:5]) | set(
-        spike.example_mention_ids
-    ) and set(spike.example_mention_ids) <= set(negative)
+    # The seeded week is 101 negative of 1008 (10.02 %), so 10 mentions expect 1.002.
+    assert spike.observed == 8 and spike.expected == pytest.approx(10 * 101 / 1008)
+    # The examples are negative only; with equal priority and reach, the newest first.
+    assert spike.example_mention_ids == negative[::-1][:5]
+
+
+async def test_an_angry_burst_is_one_spike_until_every_test_is_back_to_normal(
+    db: Database,
+) -> None:
+    await seed_week(db, "acme", per_hour=3, negative_every=10)
+    await seed_burst(db, "acme", 30, sentiment_label="negative")
+    clock = Clock()
+    detector = SpikeDetector(db, clock=clock)
+    # Both tests fire (30 against 3 an hour, all of them negative): one spike, one alert each.
+    [spike] = await detector.check()
+    assert spike.kind == "negative" and spike.observed == 30
+    assert len(await crisis_items(db)) == 2
+
+    # An hour on, the talk is no longer angry but still loud: the same spike goes on.
+    clock.advance(hours=1)
+    await seed_burst(db, "acme", 20, end=clock.now)
+    assert await detector.check() == []
+    [still] = await all_spikes(db)
+    assert still.ended_at is None
+
+    # Loud and angry again before it ended: still the same spike, nothing new is sent.
+    clock.advance(minutes=30)
+    await seed_burst(db, "acme", 25, end=clock.now, sentiment_label="negative")
+    assert await detector.check() == []
+    assert len(await all_spikes(db)) == 1 and len(await crisis_items(db)) == 2
+
+    clock.advance(hours=2)
+    await seed_burst(db, "acme", 3, end=clock.now)
+    await detector.check()
+    [over] = await all_spikes(db)
+    assert over.ended_at == clock.now
 
 
 async def test_a_new_watch_has_no_baseline_to_spike_against(db: Database) -> None:
@@ -350,6 +385,9 @@ async def test_crisis_is_posted_to_pr_and_exec(db: Database, fake_slack: FakeSla
         assert blocks[0]["text"]["text"] == "🚨 Possible crisis: acme — volume spike"
         dumped = json.dumps(blocks) + message["text"]
         assert "40 mentions in the last hour vs 3.0 expected (p &lt; 0.001)" in dumped
+        assert (
+            "About 13× the usual rate for this time of day" in message["blocks"][1]["text"]["text"]
+        )
         assert "<!channel>" not in dumped and "<@U0ALICE>" not in dumped
         assert "&lt;!channel&gt; Acme is down" in dumped
         assert f"<{permalink}|alert>" in dumped  # the example's own alert
@@ -376,6 +414,22 @@ async def test_crisis_retried_after_server_errors_is_posted_once(
     assert len(fake_slack.messages("C0PRCOMMS")) == 1
     assert len(fake_slack.messages("C0EXECS")) == 1
     assert (await all_spikes(db))[0].alerted
+
+
+async def test_crisis_rate_limited_waits_as_long_as_slack_asks(
+    db: Database, fake_slack: FakeSlackApi
+) -> None:
+    delivery, clock, _, _ = await delivery_setup(db, fake_slack)
+    fake_slack.fail("chat.postMessage", status=429, retry_after=30, times=2)
+    assert await delivery.flush() == 0
+    items = await crisis_items(db)
+    assert all(i.status == OutboxStatus.PENDING and i.last_error for i in items)
+    clock.advance(seconds=10)
+    assert await delivery.flush() == 0  # Slack asked for 30 s
+    clock.advance(seconds=25)
+    assert await delivery.flush() == 2
+    assert len(fake_slack.messages("C0PRCOMMS")) == 1
+    assert len(fake_slack.messages("C0EXECS")) == 1
 
 
 async def test_crisis_timeout_after_slack_posted_does_not_post_twice(

@@ -126,3 +126,80 @@ def test_describe_matches_the_stored_numbers() -> None:
         "12 negative mentions in the last hour vs 2.0 expected from the usual negative share "
         "(p < 0.001)"
     )
+
+
+# ---------------------------------------------------------------- baseline, dispersion, words
+
+
+def daily(day: int, night: int) -> list[int]:
+    """A week, oldest first, ending just before midnight: busy from 08:00 to 20:00."""
+    return [day if 8 <= hour % 24 < 20 else night for hour in range(WEEK)]
+
+
+def test_a_daily_peak_is_not_a_spike_but_the_same_count_at_night_is() -> None:
+    # The window is 00:00-01:00: 20 samples around midnight (the 7th day's 23:00 is older than
+    # the week), shrunk towards the week's mean of 7 by 3 pseudo-hours.
+    week = daily(12, 2)
+    at_night = volume_test(week, 24)
+    assert at_night.is_spike and at_night.expected == pytest.approx((20 * 2 + 3 * 7) / 23)
+    # Shifted by twelve hours the window is 12:00-13:00, when 12 an hour is normal.
+    at_noon = volume_test(week[12:] + week[:12], 24)
+    assert at_noon.expected == pytest.approx((20 * 12 + 3 * 7) / 23)
+    assert not at_noon.is_spike  # about twice the usual for this hour: no crisis
+    assert volume_test(week[12:] + week[:12], 40).is_spike
+    # A quiet night still needs a real burst: 6 is about twice its usual 2.7.
+    assert not volume_test(week, 6).is_spike
+
+
+def test_a_regular_daily_rhythm_is_not_mistaken_for_burstiness() -> None:
+    assert spikes.seasonal_baseline(daily(12, 2)).dispersion == 0.0
+
+
+def test_a_bursty_baseline_raises_the_bar() -> None:
+    bursty = [15 if hour % 5 == 0 else 0 for hour in range(WEEK)]  # 3 an hour, in bursts
+    usual = spikes.seasonal_baseline(bursty)
+    assert usual.dispersion > 1
+    # A Poisson model would call 13 "p < 0.001" against about 3.75 an hour ...
+    assert spikes.upper_tail(13, usual.expected, 0.0) < spikes.SPIKE_P_VALUE
+    # ... but this watch does about that every fifth hour.
+    assert not volume_test(bursty, 13).is_spike
+    assert volume_test(bursty, 13).p_value > 0.05
+    assert volume_test(bursty, 150).is_spike
+
+
+def test_one_to_three_mentions_is_never_a_crisis() -> None:
+    assert not volume_test([1] * WEEK, 3).is_spike
+    assert not volume_test([0] * WEEK, 3).is_spike
+    assert not negative_test(
+        baseline_total=168, baseline_negative=0, current_total=3, current_negative=3
+    ).is_spike
+
+
+def test_a_silent_or_missing_history_divides_by_nothing() -> None:
+    assert not volume_test([], 0).is_spike
+    silent = volume_test([0] * WEEK, 0)
+    assert silent.p_value == 1.0 and silent.subsided
+    assert spikes.seasonal_baseline([0] * WEEK) == spikes.Baseline(
+        expected=spikes.EXPECTED_FLOOR_PER_HOUR, dispersion=0.0
+    )
+
+
+def test_many_watches_share_one_false_alarm_budget() -> None:
+    assert spikes.spike_threshold(2) == spikes.SPIKE_P_VALUE
+    assert spikes.spike_threshold(200) == pytest.approx(spikes.FAMILY_P_VALUE / 200)
+    # p ≈ 0.0006: a spike when one watch is tested, not when 100 are.
+    assert volume_test([0] * WEEK, 6).is_spike
+    assert not volume_test([0] * WEEK, 6, threshold=spikes.spike_threshold(200)).is_spike
+
+
+def test_the_result_in_words() -> None:
+    assert spikes.in_words(SpikeKind.VOLUME, 40, 3.0, 1e-20) == (
+        "About 13× the usual rate for this time of day; by chance alone, an hour this busy "
+        "comes less than once in 1,000 hours."
+    )
+    assert spikes.in_words(SpikeKind.NEGATIVE, 6, 1.5, 0.004) == (
+        "About 4× the negative mentions the usual share would give; by chance alone, that "
+        "comes about once in 250 hours."
+    )
+    assert spikes.in_words(SpikeKind.VOLUME, 3, 3.0, 0.6).endswith("nothing unusual.")
+    assert spikes.in_words(SpikeKind.VOLUME, 3, 0.0, 1.0) == ""
