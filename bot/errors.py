@@ -24,10 +24,11 @@ class NotFound(EarfulError):
 
 
 class IllegalTransition(EarfulError):
-    pass
+    """The mention's current state does not allow the action; the message says that state."""
 
 
 class AlreadyClaimed(IllegalTransition):
-    def __init__(self, owner: str) -> None:
-        super().__init__(f"<@{owner}> has already claimed this.")
+    def __init__(self, owner: str, *, state: str = "claimed") -> None:
+        super().__init__(f"<@{owner}> has already claimed this (it is *{state}*).")
         self.owner = owner
+        self.state = state

@@ -22,6 +22,7 @@ from bot.replies import Reply, error_reply, text_reply
 from bot.workflow import Action, Workflow
 from storage import mentions as mention_store
 from storage.db import Database
+from storage.models import DismissReason
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ REACTION_ACTIONS = {
     "no_entry_sign": Action.DISMISS,
     "no_entry": Action.DISMISS,
 }
+# A reaction cannot say why; a quick 🚫 is taken to mean noise (the card's menu has the rest).
+REACTION_DISMISS_REASON = DismissReason.NOISE
 
 
 def unexpected(exc: BaseException, what: str) -> str:
@@ -62,9 +65,15 @@ class Interactions:
         user_id: str,
         text: str,
         respond: Callable[..., Awaitable[Any]] | None = None,
+        channel_id: str | None = None,
     ) -> Reply:
-        """The reply to put in the ack; a slow command answers later through ``respond``."""
-        task = asyncio.ensure_future(self._command(user_id=user_id, text=text))
+        """The reply to put in the ack; a slow command answers later through ``respond``.
+
+        ``channel_id`` is where the command was typed (``/earful queue`` lists that channel's
+        department by default)."""
+        task = asyncio.ensure_future(
+            self._command(user_id=user_id, text=text, channel_id=channel_id)
+        )
         try:
             return await asyncio.wait_for(asyncio.shield(task), timeout=COMMAND_DEADLINE)
         except TimeoutError:
@@ -74,9 +83,9 @@ class Interactions:
                 )
             return text_reply(":hourglass_flowing_sand: Working on it…")
 
-    async def _command(self, *, user_id: str, text: str) -> Reply:
+    async def _command(self, *, user_id: str, text: str, channel_id: str | None = None) -> Reply:
         try:
-            return await self._commands.run(user_id=user_id, text=text)
+            return await self._commands.run(user_id=user_id, text=text, channel_id=channel_id)
         except CommandError as exc:
             return error_reply(str(exc), example=exc.example)
         except EarfulError as exc:
@@ -100,6 +109,7 @@ class Interactions:
                 action=action,
                 actor=user_id,
                 department=decoded.department,
+                reason=_reason(decoded.reason),
             )
         except EarfulError as exc:
             await self._tell(channel_id, user_id, str(exc))
@@ -117,9 +127,14 @@ class Interactions:
                 )
             if mention is None or mention.id is None:
                 return  # a reaction on some other message
-            await self._workflow.apply(mention_id=mention.id, action=action, actor=user_id)
+            await self._workflow.apply(
+                mention_id=mention.id,
+                action=action,
+                actor=user_id,
+                reason=REACTION_DISMISS_REASON if action is Action.DISMISS else None,
+            )
         except EarfulError as exc:
-            await self._tell(channel_id, user_id, str(exc))
+            await self._tell(channel_id, user_id, f"Your :{reaction}: changed nothing. {exc}")
         except Exception as exc:
             await self._tell(channel_id, user_id, unexpected(exc, f"reaction {reaction}"))
 
@@ -139,6 +154,15 @@ def _decode(value: str | None) -> ActionValue:
         return ActionValue.decode(str(value or "")[:2000])
     except ValueError:
         raise CommandError("That button is not attached to a mention.") from None
+
+
+def _reason(value: str | None) -> DismissReason | None:
+    if value is None:
+        return None
+    try:
+        return DismissReason(value)
+    except ValueError:
+        raise CommandError("That menu choice is not a reason to dismiss a mention.") from None
 
 
 async def _respond_later(

@@ -162,14 +162,16 @@ async def test_reroute_escalate_dismiss_and_reactions(
         selected_option=_option(alert, "product"),
     )
     await wait_until(lambda: _has_messages(fake_slack, "C0PRODUCT", 1))
-    [moved] = fake_slack.messages("C0PRODUCT")
+    [moved] = fake_slack.messages("C0PRODUCT", include_replies=False)
     # The old card says where the mention went and has no buttons left.
     await fake_slack.wait_for("chat.update")
     [old] = fake_slack.messages(first_channel or "", include_replies=False)
     assert "product" in all_text(old["blocks"]).lower()
     assert ActionId.CLAIM.value not in all_text(old["blocks"])
 
-    # Reactions act like buttons on the new card.
+    # Reactions act like buttons on the new card, once Earful has recorded where it is (a
+    # reaction is looked up by channel and ts; Slack shows the message a moment before that).
+    await wait_until(lambda: _message_is(earful, "C0PRODUCT", moved["ts"]))
     assert (
         await earful.event(
             reaction_added("U0BOB", "eyes", "C0PRODUCT", moved["ts"], item_user="U0EARFUL")
@@ -192,21 +194,35 @@ async def test_reroute_escalate_dismiss_and_reactions(
         )
         == 200
     )
-    await earful.click("C0PRODUCT", moved, ActionId.DISMISS, user_id="U0BOB")
+    await earful.click(
+        "C0PRODUCT",
+        moved,
+        ActionId.DISMISS,
+        user_id="U0BOB",
+        selected_option=_option(moved, "noise", ActionId.DISMISS),
+    )
     await wait_until(lambda: _state_is(earful, "dismissed"))
     async with earful.runtime.db.session() as session:
         events = await mention_store.events_for(session, mention_id=mention.id or 0)
     assert [e.action for e in events] == ["found", "reroute", "claim", "escalate", "dismiss"]
 
 
-def _option(message: dict[str, Any], department: str) -> dict[str, Any]:
+def _option(
+    message: dict[str, Any], choice: str, action_id: ActionId = ActionId.REROUTE
+) -> dict[str, Any]:
     for block in message["blocks"]:
         for element in block.get("elements", []) or []:
-            if element.get("action_id") == ActionId.REROUTE.value:
+            if element.get("action_id") == action_id.value:
                 for option in element["options"]:
-                    if department in json.dumps(option):
+                    if choice in json.dumps(option):
                         return option
-    raise AssertionError("no reroute option for " + department)
+    raise AssertionError(f"no {action_id} option for {choice}")
+
+
+async def _message_is(earful: Earful, channel: str, ts: str) -> bool:
+    async with earful.runtime.db.session() as session:
+        [mention] = (await session.execute(select(Mention))).scalars().all()
+    return (mention.channel, mention.ts) == (channel, ts)
 
 
 async def _has_messages(fake: FakeSlackApi, channel: str, n: int) -> bool:
@@ -317,7 +333,8 @@ async def test_twenty_concurrent_claim_clicks_have_one_winner(
     earful: Earful, fake_slack: FakeSlackApi, feed_server: FeedServer
 ) -> None:
     feed_url = feed_server.serve(
-        "/feed.xml", rss([FeedItem("p1", "Acme", "acme app crashes on login", "https://e.com/1")])
+        "/feed.xml",
+        rss([FeedItem("p1", "Acme", "acme support never answered my ticket", "https://e.com/1")]),
     )
     await earful.command("route support <#C0SUPPORT|support>")
     await add_watch(earful, feed_url)
