@@ -16,7 +16,7 @@ from bot.interactions import Interactions, unexpected
 from bot.settings import Settings
 from bot.slack_client import build_client, build_posting_client
 from bot.workflow import Workflow
-from handlers import actions, commands, events
+from handlers import actions, answers, commands, digest, events, views
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,10 @@ def create_app(services: Services) -> AsyncApp:
         unexpected(error, f"listener for {body.get('type') or body.get('command') or 'request'}")
         return BoltResponse(status=200, body="")
 
+    views.register(app, services)  # first: it takes `/earful route edit` from commands
     commands.register(app, services)
     actions.register(app, services)
+    answers.register(app, services)
     events.register(app, services)
+    digest.register(app, services)  # drill-down and export buttons on digests
     return app

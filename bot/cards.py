@@ -43,8 +43,15 @@ HEADER_LIMIT = 75
 FIELD_PART_LIMIT = 300
 NOTE_LIMIT = 200
 BUTTON_TEXT_LIMIT = 75
+# The "Also seen on" line: a few names and links, each link capped, so the line stays far
+# below a context element's 3,000 characters however long the story's URLs are.
+STORY_SOURCES_SHOWN = 5
+STORY_LINKS_SHOWN = 3
+STORY_URL_LIMIT = 500
+# The event action of a "this story is spreading" note (see bot/clustering.py).
+TRACTION_ACTION = "traction"
 
-OPEN_STATES = frozenset({"new", "claimed", "escalated"})
+OPEN_STATES = frozenset({"new", "claimed", "answered", "escalated"})
 CLOSED_STATES = frozenset({"resolved", "dismissed"})
 
 _PRIORITIES = {
@@ -78,12 +85,20 @@ _SOURCE_NAMES = {
 _SENTIMENT_EMOJI = {"negative": "🙁", "neutral": "😐", "positive": "🙂"}
 _EVENT_VERBS = {
     "claim": ("👀", "claimed"),
+    "answer": ("💬", "answered"),
     "escalate": ("🚨", "escalated"),
     "resolve": ("✅", "resolved"),
     "dismiss": ("🚫", "dismissed"),
     "reopen": ("🔄", "reopened"),
     "reroute": ("↪️", "rerouted"),
 }
+# What the Dismiss menu offers: the DismissReason values, as people say them.
+DISMISS_REASONS = (
+    ("noise", "Noise"),
+    ("duplicate", "Duplicate"),
+    ("not_ours", "Not ours"),
+    ("spam", "Spam"),
+)
 
 
 @dataclass(frozen=True)
@@ -92,6 +107,15 @@ class CardEvent:
     action: str
     at: datetime
     note: str | None = None
+
+
+@dataclass(frozen=True)
+class StoryLine:
+    """Other mentions of the same story, for the "Also seen on" line of its lead's card."""
+
+    sources: tuple[str, ...]  # source specs of the other mentions, first sighting first
+    others: int  # how many other mentions the story has
+    links: tuple[tuple[str, str | None], ...]  # (source spec, post URL) of a few of them
 
 
 @dataclass(frozen=True)
@@ -114,23 +138,28 @@ class AlertCard:
     route_rule: str
     priority: str
     priority_reason: str
-    state: str  # "new" | "claimed" | "escalated" | "resolved" | "dismissed"
+    state: str  # "new" | "claimed" | "answered" | "escalated" | "resolved" | "dismissed"
     owner: str | None  # Slack user id of whoever claimed it
     escalation_level: int
     last_event: CardEvent | None
+    watches: tuple[str, ...] = ()  # every watch the post matched, the primary one first
+    story: StoryLine | None = None  # set on a story's lead once other mentions joined it
 
 
 @dataclass(frozen=True)
 class ActionValue:
-    """What a button ``value`` or a reroute option ``value`` carries back to the app."""
+    """What a button ``value`` or a menu option ``value`` carries back to the app."""
 
     mention_id: int
-    department: str | None = None
+    department: str | None = None  # the Reroute menu's choice
+    reason: str | None = None  # the Dismiss menu's choice
 
     def encode(self) -> str:
         data: dict[str, Any] = {"mention_id": self.mention_id}
         if self.department is not None:
             data["department"] = self.department
+        if self.reason is not None:
+            data["reason"] = self.reason
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -144,12 +173,15 @@ class ActionValue:
             raise ValueError(f"not an alert action value: {raw!r:.80}")
         mention_id = data.get("mention_id")
         department = data.get("department")
+        reason = data.get("reason")
         # type() rather than isinstance(): True is an int too, and is no mention id.
         if type(mention_id) is not int or mention_id < 0:
             raise ValueError(f"bad mention id in action value: {raw!r:.80}")
         if department is not None and not isinstance(department, str):
             raise ValueError(f"bad department in action value: {raw!r:.80}")
-        return cls(mention_id=mention_id, department=department)
+        if reason is not None and not isinstance(reason, str):
+            raise ValueError(f"bad reason in action value: {raw!r:.80}")
+        return cls(mention_id=mention_id, department=department, reason=reason)
 
 
 def department_label(department: str) -> str:
@@ -256,14 +288,37 @@ def _fields(card: AlertCard) -> SectionBlock:
     if card.route_rule.strip():
         department += "\nRule: " + mrkdwn.truncate(card.route_rule, FIELD_PART_LIMIT)
     terms = ", ".join(card.matched_terms)
+    matched = mrkdwn.truncate(terms, FIELD_PART_LIMIT) if terms else "none"
+    if card.watches:
+        matched += "\nWatches: " + mrkdwn.truncate(", ".join(card.watches), FIELD_PART_LIMIT)
     fields = [
         f"*Sentiment*\n{sentiment_line}",
         "*Intents*\n" + (mrkdwn.truncate(intents, FIELD_PART_LIMIT) if intents else "none"),
         f"*Priority*\n{priority_line}",
         f"*Department*\n{department}",
-        "*Matched terms*\n" + (mrkdwn.truncate(terms, FIELD_PART_LIMIT) if terms else "none"),
+        "*Matched terms*\n" + matched,
     ]
     return SectionBlock(block_id=BlockId.ALERT_FIELDS.value, fields=[_mrkdwn(f) for f in fields])
+
+
+def story_text(story: StoryLine) -> str:
+    """The "Also seen on" line, e.g. "🧵 Also seen on Reddit, Hacker News (+3): <url|Reddit>"."""
+    names = list(dict.fromkeys(_source_name(source) for source in story.sources))
+    shown = names[:STORY_SOURCES_SHOWN]
+    if len(names) > len(shown):
+        shown.append(f"{len(names) - len(shown)} more")
+    line = "🧵 *Also seen on* " + mrkdwn.truncate(", ".join(shown), 300) + f" (+{story.others})"
+    links = [
+        mrkdwn.link(url, mrkdwn.plain(source_label(source), 60))
+        for source, url in story.links[:STORY_LINKS_SHOWN]
+        if mrkdwn.safe_url(url) is not None and len(url or "") <= STORY_URL_LIMIT
+    ]
+    return line + (": " + " · ".join(links) if links else "")
+
+
+def _source_name(source: str) -> str:
+    kind = source.partition(":")[0].strip().lower()
+    return _SOURCE_NAMES.get(kind, kind or "source")
 
 
 def _note(event: CardEvent | None) -> str:
@@ -297,9 +352,16 @@ def state_line(card: AlertCard) -> str:
         if event is not None and event.action == "claim":
             line += f" · {mrkdwn.date(event.at)}"
         return line
+    if card.state == "answered":
+        line = f"💬 *Answered* by {owner or 'an unknown user'}"
+        if event is not None and event.action == "answer":
+            line += f" · {mrkdwn.date(event.at)}"
+        return line
     if card.state == "escalated":
         line = f"🚨 *Escalated* (level {card.escalation_level}){_by(event, 'escalate')}"
-        if note and event is not None and event.action == "escalate":
+        # The workflow notes the level it escalated to; the line already says that.
+        repeats_level = note == f"level {card.escalation_level}"
+        if note and not repeats_level and event is not None and event.action == "escalate":
             line += f" ({note})"
         return line + (f" · claimed by {owner}" if owner else " · unclaimed")
     if card.state == "resolved":
@@ -342,6 +404,17 @@ def _reroute_menu(card: AlertCard) -> StaticSelectElement | None:
     )
 
 
+def _dismiss_menu(card: AlertCard) -> StaticSelectElement:
+    # A menu rather than a button: every dismissal records why.
+    options = [
+        Option(text=_plain(label, 75), value=ActionValue(card.mention_id, reason=reason).encode())
+        for reason, label in DISMISS_REASONS
+    ]
+    return StaticSelectElement(
+        action_id=ActionId.DISMISS.value, placeholder=_plain("Dismiss as…", 150), options=options
+    )
+
+
 def _action_elements(card: AlertCard) -> list[InteractiveElement]:
     elements: list[InteractiveElement] = []
     if card.state in OPEN_STATES:
@@ -349,9 +422,14 @@ def _action_elements(card: AlertCard) -> list[InteractiveElement]:
         # while nobody had claimed it must still be claimable from the card.
         if card.owner is None:
             elements.append(_button("Claim", ActionId.CLAIM, card, "primary"))
-        elements.append(_button("Escalate", ActionId.ESCALATE, card, "danger"))
+        if card.state != "answered":
+            elements.append(_button("Answered", ActionId.ANSWER, card))
+            # The modal: a reply draft, a note and saved answers; "Answered" only marks it.
+            elements.append(_button("Answer…", ActionId.WRITE_ANSWER, card))
+        escalate = "Escalate" if card.escalation_level == 0 else "Escalate again"
+        elements.append(_button(escalate, ActionId.ESCALATE, card, "danger"))
         elements.append(_button("Resolve", ActionId.RESOLVE, card))
-        elements.append(_button("Dismiss", ActionId.DISMISS, card))
+        elements.append(_dismiss_menu(card))
         menu = _reroute_menu(card)
         if menu is not None:
             elements.append(menu)
@@ -381,8 +459,13 @@ def alert_blocks(card: AlertCard) -> list[dict[str, Any]]:
         _context(card),
         _body(card),
         _fields(card),
-        ContextBlock(block_id=BlockId.ALERT_STATE.value, elements=[_mrkdwn(state_line(card))]),
     ]
+    if card.story is not None and card.story.others > 0:
+        # No block id: nothing on the line is interactive, and bot/ids.py is not ours to grow.
+        blocks.append(ContextBlock(elements=[_mrkdwn(story_text(card.story))]))
+    blocks.append(
+        ContextBlock(block_id=BlockId.ALERT_STATE.value, elements=[_mrkdwn(state_line(card))])
+    )
     elements = _action_elements(card)
     if elements:
         blocks.append(ActionsBlock(block_id=BlockId.ALERT_ACTIONS.value, elements=elements))
@@ -408,6 +491,9 @@ def alert_fallback_text(card: AlertCard) -> str:
 
 def event_reply_text(event: CardEvent, card: AlertCard) -> str:
     """A one-line thread reply about ``event``, e.g. "👀 <@U1> claimed this."."""
+    if event.action == TRACTION_ACTION:
+        # Earful's own note on a spreading story: the note is the whole message.
+        return "📈 " + (_note(event) or "This story is spreading.")
     emoji, verb = _EVENT_VERBS.get(event.action, ("•", mrkdwn.truncate(event.action, 40)))
     text = f"{emoji} {_who(event.actor)} {verb} this"
     if event.action == "reroute":
@@ -467,6 +553,7 @@ class CrisisCard:
     examples: tuple[CrisisExample, ...]
     cluster_size: int | None  # mentions in the biggest story among the spike's mentions
     cluster_url: str | None  # that story's lead alert (or its original post)
+    meaning: str = ""  # the test result in words, e.g. "About 13× the usual rate …"
 
 
 def crisis_title(card: CrisisCard) -> str:
@@ -499,9 +586,11 @@ def crisis_blocks(card: CrisisCard) -> tuple[list[dict[str, Any]], str]:
     """
     title = crisis_title(card)
     reason = mrkdwn.truncate(_one_line(card.reason), CRISIS_REASON_LIMIT)
+    meaning = mrkdwn.truncate(_one_line(card.meaning), CRISIS_REASON_LIMIT)
+    lines = [f"*{reason}*", meaning, f"Since {mrkdwn.date(card.started_at)}"]
     blocks: list[Block] = [
         HeaderBlock(text=_plain(title, CRISIS_HEADER_LIMIT)),
-        SectionBlock(text=_mrkdwn(f"{reason}\nSince {mrkdwn.date(card.started_at)}")),
+        SectionBlock(text=_mrkdwn("\n".join(line for line in lines if line))),
     ]
     if card.examples:
         blocks.append(SectionBlock(text=_mrkdwn("*Top mentions*")))

@@ -251,6 +251,71 @@ def classify(
     )
 
 
+@cli.command()
+def export(
+    since: Annotated[
+        str, typer.Option("--since", help="From this date or ISO datetime (UTC unless offset)")
+    ],
+    until: Annotated[
+        str,
+        typer.Option("--until", help="Up to this datetime, or to the end of this date"),
+    ],
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl")] = "csv",
+    department: Annotated[
+        list[str] | None,
+        typer.Option("--department", help="Only this department (repeat for more)"),
+    ] = None,
+    include_muted: Annotated[
+        bool, typer.Option("--include-muted", help="Also export muted posts")
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout")
+    ] = None,
+    env_file: EnvFile = None,
+) -> None:
+    """Export the mentions found in a period as CSV or JSON Lines (DATABASE_URL; no Slack)."""
+    from bot.export import FORMATS, ExportError, export_range
+    from bot.export import export as write_export
+    from storage.db import Database
+
+    configure_logging("WARNING")
+    load_dotenv(env_file or Path.cwd() / ".env", override=False)
+    import os
+
+    url = os.environ.get("DATABASE_URL", "sqlite:///earful.db")
+    try:
+        if fmt not in FORMATS:
+            raise ExportError(f"--format {fmt!r}: use {' or '.join(FORMATS)}")
+        wanted = export_range(
+            since=since, until=until, departments=department or (), include_muted=include_muted
+        )
+        out = sys.stdout if output is None else output.open("w", encoding="utf-8", newline="")
+    except ExportError as exc:
+        typer.echo(f"earful export: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        typer.echo(f"earful export: {exc.filename}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from None
+
+    async def run_export() -> int:
+        db = Database(url)
+        try:
+            return await write_export(db, out, wanted, fmt="csv" if fmt == "csv" else "jsonl")
+        finally:
+            await db.dispose()
+
+    try:
+        written = asyncio.run(run_export())
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    typer.echo(
+        f"exported {written} mention(s) found from {wanted.since.isoformat()} "
+        f"to {wanted.until.isoformat()}",
+        err=True,
+    )
+
+
 def main() -> None:
     try:
         cli()

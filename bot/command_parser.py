@@ -12,8 +12,13 @@ import shlex
 from dataclasses import dataclass
 from typing import TypeVar
 
+from bot.answers import AnswersCommand, parse_answers
+from bot.digest_commands import DigestCommand, parse_digest
 from bot.errors import CommandError
-from watchers.departments import Department, WatchKind
+from bot.queue_commands import HEADS as QUEUE_HEADS
+from bot.queue_commands import QueueCommand, parse_queue_command
+from bot.sla_commands import SlaCommand, parse_oncall, parse_sla
+from watchers.departments import Department, Intent, WatchKind
 
 MAX_TEXT = 4_000
 MAX_SOURCES = 20
@@ -27,6 +32,12 @@ WATCH_ADD_EXAMPLE = (
     "sources=rss:https://example.com/feed.xml kind=brand every=5m"
 )
 ROUTE_EXAMPLE = "/earful route support #support-alerts"
+LEAD_EXAMPLE = "/earful lead support @dana"
+ROUTE_RULE_EXAMPLE = "/earful route complaint competitor sales cc=competitive"
+ROUTE_RESET_EXAMPLE = "/earful route reset complaint competitor"
+# Words that stand for "no clear intent" (stored as "*") and for "every kind of watch".
+NO_INTENT_WORDS = ("none", "*", "any", "no_intent")
+ALL_KINDS_WORDS = ("*", "all", "any")
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _LINK = re.compile(r"<((?:https?|mailto):[^|>\s]*)(?:\|([^>]*))?>")
@@ -92,12 +103,49 @@ class RouteSet:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleSet:
+    """``/earful route <intent> <kind> <dept> [cc=…]``: edit the routing table."""
+
+    intent: Intent | None  # None: no clear intent (and intents without a rule of their own)
+    kinds: tuple[WatchKind, ...]
+    department: Department
+    cc: tuple[Department, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleReset:
+    intent: Intent | None
+    kinds: tuple[WatchKind, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteEdit:
+    """``/earful route edit [<intent> <kind>]``: the routing editor (a modal)."""
+
+    intent: Intent | None = None
+    kind: WatchKind | None = None  # with ``intent``, the rule the editor starts from
+
+
+@dataclass(frozen=True, slots=True)
 class Routes:
     pass
 
 
 @dataclass(frozen=True, slots=True)
 class Status:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class LeadSet:
+    """``/earful lead <dept> @user`` (or ``none``): who leads a department."""
+
+    department: Department
+    user_id: str | None  # None removes the department's lead
+
+
+@dataclass(frozen=True, slots=True)
+class Leads:
     pass
 
 
@@ -110,8 +158,17 @@ Command = (
     | WatchExclude
     | WatchTest
     | RouteSet
+    | RuleSet
+    | RuleReset
+    | RouteEdit
     | Routes
     | Status
+    | LeadSet
+    | Leads
+    | AnswersCommand
+    | QueueCommand
+    | SlaCommand
+    | DigestCommand
 )
 
 
@@ -158,6 +215,21 @@ def parse_command(text: str, *, allow_private: bool = False, min_interval: int =
     if head == "status":
         _no_more(rest, "/earful status")
         return Status()
+    if head == "lead":
+        return _parse_lead(rest)
+    if head == "leads":
+        _no_more(rest, "/earful leads")
+        return Leads()
+    if head == "answers":
+        return parse_answers(rest)
+    if head in QUEUE_HEADS:
+        return parse_queue_command(head, rest)
+    if head == "sla":
+        return parse_sla(rest)
+    if head == "oncall":
+        return parse_oncall(rest)
+    if head == "digest":
+        return parse_digest(rest)
     raise CommandError(f"I don't know the command `{_shorten(tokens[0])}`.", example="/earful help")
 
 
@@ -275,7 +347,7 @@ def _check_query(query: str, *, example: str = WATCH_ADD_EXAMPLE, what: str = "q
 
 
 def _parse_watch_test(tokens: list[str], *, allow_private: bool) -> WatchTest:
-    positional = []
+    positional: list[str] = []
     sources: tuple[str, ...] = ()
     for token in tokens:
         key, sep, value = token.partition("=")
@@ -357,9 +429,40 @@ def parse_interval(value: str, *, minimum: int = 60) -> int:
     return total
 
 
-def _parse_route(tokens: list[str]) -> RouteSet:
+def _parse_route(tokens: list[str]) -> RouteSet | RuleSet | RuleReset | RouteEdit:
+    """A department first sets its channel; an intent first edits the routing table.
+
+    No department is named like an intent (nor like ``reset`` or ``edit``), so the first word
+    alone decides which form this is.
+    """
+    if not tokens:
+        raise CommandError(
+            "`route` takes a department and a channel, or an intent, a watch kind and a "
+            "department.",
+            example=ROUTE_RULE_EXAMPLE,
+        )
+    head = tokens[0].lower()
+    if head == "edit":
+        return _parse_route_edit(tokens[1:])
+    if head == "reset":
+        return _parse_route_reset(tokens[1:])
+    if head not in {d.value for d in Department}:
+        if _intent_or_none(tokens[0]) is None:
+            raise CommandError(
+                f"`{_shorten(tokens[0])}` is not one of the departments ("
+                + ", ".join(d.value for d in Department)
+                + ") or intents ("
+                + ", ".join(i.value for i in Intent)
+                + ", or `none` for no clear intent).",
+                example=ROUTE_RULE_EXAMPLE,
+            )
+        return _parse_route_rule(tokens)
     if len(tokens) != 2:
-        raise CommandError("`route` takes a department and a channel.", example=ROUTE_EXAMPLE)
+        raise CommandError(
+            f"`route {head}` takes a department and a channel: it sets where {head} alerts go. "
+            "To change which department gets an intent, start with the intent.",
+            example=f"{ROUTE_EXAMPLE}  or  {ROUTE_RULE_EXAMPLE}",
+        )
     department = _enum(Department, tokens[0], "department")
     target = tokens[1]
     if match := re.fullmatch(r"<#([CG][A-Z0-9]{2,})>", target):
@@ -371,6 +474,162 @@ def _parse_route(tokens: list[str]) -> RouteSet:
     raise CommandError(
         f"`{_shorten(target)}` is not a channel; mention it with #, e.g. #support-alerts.",
         example=ROUTE_EXAMPLE,
+    )
+
+
+def _intent_or_none(value: str) -> tuple[Intent | None] | None:
+    """``(intent,)`` (``(None,)`` for a no-intent word), or None when it is not an intent."""
+    word = value.strip().lower().replace("-", "_")
+    if word in NO_INTENT_WORDS:
+        return (None,)
+    try:
+        return (Intent(word),)
+    except ValueError:
+        return None
+
+
+def _rule_intent(value: str, example: str) -> Intent | None:
+    found = _intent_or_none(value)
+    if found is None:
+        raise CommandError(
+            f"`{_shorten(value)}` is not an intent; use one of: "
+            + ", ".join(i.value for i in Intent)
+            + ", or `none` for no clear intent.",
+            example=example,
+        )
+    return found[0]
+
+
+def _rule_kinds(value: str, example: str) -> tuple[WatchKind, ...]:
+    word = value.strip().lower()
+    if word in ALL_KINDS_WORDS:
+        return tuple(WatchKind)
+    try:
+        return (WatchKind(word),)
+    except ValueError:
+        raise CommandError(
+            f"`{_shorten(value)}` is not a watch kind; use one of: "
+            + ", ".join(k.value for k in WatchKind)
+            + ", or `all`.",
+            example=example,
+        ) from None
+
+
+def _rule_department(value: str, what: str) -> Department:
+    try:
+        return Department(value.strip().lower())
+    except ValueError:
+        raise CommandError(
+            f"`{_shorten(value)}` is not a department{what}; use one of: "
+            + ", ".join(d.value for d in Department)
+            + ".",
+            example=ROUTE_RULE_EXAMPLE,
+        ) from None
+
+
+def _parse_route_rule(tokens: list[str]) -> RuleSet:
+    positional: list[str] = []
+    cc_value: str | None = None
+    for token in tokens:
+        key, sep, value = token.partition("=")
+        if sep and key.lower() == "cc":
+            if cc_value is not None:
+                raise CommandError("`cc=` is given twice.", example=ROUTE_RULE_EXAMPLE)
+            cc_value = value
+        elif sep:
+            raise CommandError(
+                f"I don't know the option `{_shorten(key)}=`; a routing rule only takes `cc=`.",
+                example=ROUTE_RULE_EXAMPLE,
+            )
+        else:
+            positional.append(token)
+    if len(positional) != 3:
+        raise CommandError(
+            "A routing rule takes an intent, a watch kind and a department (then optionally "
+            "`cc=` departments).",
+            example=ROUTE_RULE_EXAMPLE,
+        )
+    intent = _rule_intent(positional[0], ROUTE_RULE_EXAMPLE)
+    kinds = _rule_kinds(positional[1], ROUTE_RULE_EXAMPLE)
+    department = _rule_department(positional[2], "")
+    cc: list[Department] = []
+    no_cc = (cc_value or "").strip().lower() in ("", "none")
+    for part in [] if no_cc else (cc_value or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        copied = _rule_department(part, " (in `cc=`)")
+        if copied is department:
+            raise CommandError(
+                f"`cc=` can't include {department.value}: it already gets the alert.",
+                example=ROUTE_RULE_EXAMPLE,
+            )
+        if copied not in cc:
+            cc.append(copied)
+    return RuleSet(intent=intent, kinds=kinds, department=department, cc=tuple(cc))
+
+
+def _parse_route_reset(tokens: list[str]) -> RuleReset:
+    if len(tokens) != 2:
+        raise CommandError(
+            "`route reset` takes an intent and a watch kind.", example=ROUTE_RESET_EXAMPLE
+        )
+    return RuleReset(
+        intent=_rule_intent(tokens[0], ROUTE_RESET_EXAMPLE),
+        kinds=_rule_kinds(tokens[1], ROUTE_RESET_EXAMPLE),
+    )
+
+
+def _parse_route_edit(tokens: list[str]) -> RouteEdit:
+    example = "/earful route edit complaint competitor"
+    if not tokens:
+        return RouteEdit()
+    if len(tokens) != 2:
+        raise CommandError(
+            "`route edit` opens the routing editor; it takes nothing, or an intent and a watch "
+            "kind to start from.",
+            example=example,
+        )
+    intent = _rule_intent(tokens[0], example)
+    kinds = _rule_kinds(tokens[1], example)
+    if len(kinds) != 1:
+        raise CommandError("`route edit` starts from one watch kind.", example=example)
+    return RouteEdit(intent=intent, kind=kinds[0])
+
+
+def is_route_edit(text: str) -> bool:
+    """Whether this ``/earful`` text asks for the routing editor (which needs a trigger_id)."""
+    if len(text) > MAX_TEXT:
+        return False
+    try:
+        tokens = tokenize(normalize_slack_text(text))
+    except CommandError:
+        return False
+    return len(tokens) >= 2 and tokens[0].lower() == "route" and tokens[1].lower() == "edit"
+
+
+def _parse_lead(tokens: list[str]) -> LeadSet:
+    if len(tokens) != 2:
+        raise CommandError(
+            "`lead` takes a department and a person (or `none`).", example=LEAD_EXAMPLE
+        )
+    try:
+        department = Department(tokens[0].strip().lower())
+    except ValueError:
+        raise CommandError(
+            f"`{_shorten(tokens[0])}` is not a department; use one of: "
+            + ", ".join(d.value for d in Department)
+            + ".",
+            example=LEAD_EXAMPLE,
+        ) from None
+    target = tokens[1]
+    if target.lower() == "none":
+        return LeadSet(department=department, user_id=None)
+    if match := re.fullmatch(r"<@([UW][A-Z0-9]{2,})>", target):
+        return LeadSet(department=department, user_id=match.group(1))
+    raise CommandError(
+        f"`{_shorten(target)}` is not a person; mention them with @ so Slack sends who it is.",
+        example=LEAD_EXAMPLE,
     )
 
 

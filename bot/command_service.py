@@ -12,20 +12,30 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import answers, digest_commands, sla_commands
 from bot import command_parser as cp
+from bot import queue_commands as qc
 from bot.catalog import compiled_query
+from bot.digest import Digests
 from bot.errors import CommandError, NotAllowed, NotFound
+from bot.mutes import Mutes
+from bot.queues import Queues
 from bot.replies import (
     Reply,
     format_interval,
     help_reply,
+    leads_reply,
     routes_reply,
     status_reply,
     text_reply,
     watch_list_reply,
     watch_test_reply,
 )
+from bot.routing_editor import RoutingEditor
+from bot.routing_modal import editor_button
 from bot.settings import Settings
+from bot.slack_client import build_posting_client
+from storage import leads as lead_store
 from storage import mentions as mention_store
 from storage import outbox
 from storage import posts as post_store
@@ -41,7 +51,17 @@ from watchers.registry import source_url
 
 log = logging.getLogger(__name__)
 
-ADMIN_ONLY = (cp.WatchAdd, cp.WatchSetPaused, cp.WatchRemove, cp.WatchExclude, cp.RouteSet)
+ADMIN_ONLY = (
+    cp.WatchAdd,
+    cp.WatchSetPaused,
+    cp.WatchRemove,
+    cp.WatchExclude,
+    cp.RouteSet,
+    cp.LeadSet,
+    cp.RuleSet,
+    cp.RuleReset,
+    cp.RouteEdit,
+)
 TEST_DAYS = post_store.RETENTION.days
 
 
@@ -60,8 +80,17 @@ class CommandService:
         self._client = client
         self._on_outbox = on_outbox
         self._on_watches_changed = on_watches_changed
+        # Routing edits reach the pollers the way watch edits do: the catalog reloads both.
+        self.routing = RoutingEditor(
+            db, admins=settings.admins, client=client, on_changed=on_watches_changed
+        )
+        # Queue lists and mute rules; handlers/queues.py reaches them here for their buttons.
+        self.queues = Queues(db, client=client)
+        self.mutes = Mutes(db, admins=settings.admins, client=client)
+        # The executive digest; handlers/digest.py and the scheduler reach it here.
+        self.digests = Digests(db, client=client, posting_client=build_posting_client(settings))
 
-    async def run(self, *, user_id: str, text: str) -> Reply:
+    async def run(self, *, user_id: str, text: str, channel_id: str | None = None) -> Reply:
         """Parse and run; domain errors become friendly replies, never exceptions."""
         command = cp.parse_command(
             text,
@@ -70,12 +99,14 @@ class CommandService:
         )
         if isinstance(command, ADMIN_ONLY) and user_id not in self._settings.admins:
             raise NotAllowed(
-                "Only Earful admins can change watches and routes. Ask an admin to add your "
+                "Only Earful admins can change watches, routes and leads. Ask an admin to add your "
                 f"user ID (`{user_id}`) to EARFUL_ADMINS."
             )
-        return await self._dispatch(command, user_id=user_id)
+        return await self._dispatch(command, user_id=user_id, channel_id=channel_id)
 
-    async def _dispatch(self, command: cp.Command, *, user_id: str) -> Reply:
+    async def _dispatch(
+        self, command: cp.Command, *, user_id: str, channel_id: str | None = None
+    ) -> Reply:
         if isinstance(command, cp.Help):
             return help_reply()
         if isinstance(command, cp.WatchAdd):
@@ -94,8 +125,50 @@ class CommandService:
             return await self._route_set(command, user_id=user_id)
         if isinstance(command, cp.Routes):
             return await self._routes()
+        if isinstance(command, cp.RuleSet):
+            return await self.routing.set_rules(command, user_id=user_id)
+        if isinstance(command, cp.RuleReset):
+            return await self.routing.reset_rules(command, user_id=user_id)
+        if isinstance(command, cp.RouteEdit):
+            # The modal needs the command's trigger_id, which handlers/views.py has; this
+            # path (no trigger) offers the editor behind a button instead.
+            return Reply(
+                text="Open the routing editor",
+                blocks=[editor_button(command.intent, command.kind)],
+            )
         if isinstance(command, cp.Status):
             return await self._status()
+        if isinstance(command, cp.LeadSet):
+            return await self._lead_set(command, user_id=user_id)
+        if isinstance(command, cp.Leads):
+            return await self._leads()
+        if isinstance(command, answers.AnswerSearch | answers.AnswerDelete):
+            return await answers.run_command(
+                command, db=self._db, admins=self._settings.admins, user_id=user_id
+            )
+        if isinstance(command, qc.QueueCommand):
+            return await qc.run_queue_command(
+                command,
+                queues=self.queues,
+                mutes=self.mutes,
+                user_id=user_id,
+                channel_id=channel_id,
+            )
+        if isinstance(command, sla_commands.SlaCommand):
+            return await sla_commands.run(
+                command, db=self._db, user_id=user_id, is_admin=user_id in self._settings.admins
+            )
+        if isinstance(command, digest_commands.DigestCommand):
+            return await digest_commands.run(
+                command,
+                db=self._db,
+                digests=self.digests,
+                client=self._client,
+                find_channel=self._find_channel,
+                user_id=user_id,
+                is_admin=user_id in self._settings.admins,
+                channel_id=channel_id,
+            )
         raise CommandError("I don't know that command.", example="/earful help")
 
     async def _watch_add(self, command: cp.WatchAdd, *, user_id: str) -> Reply:
@@ -217,10 +290,11 @@ class CommandService:
         kinds = tuple(s for s in command.sources if ":" not in s)
         async with self._db.session() as session:
             posts = await post_store.recent_posts(
-                session, since=utcnow() - timedelta(days=TEST_DAYS)
+                session,
+                since=utcnow() - timedelta(days=TEST_DAYS),
+                sources=exact,
+                source_kinds=kinds,
             )
-        if command.sources:
-            posts = [p for p in posts if p.source in exact or p.source.partition(":")[0] in kinds]
         matcher = Matcher([WatchRule(key=0, query=query)])
         # Matching thousands of posts is CPU work: keep it off the event loop.
         hits = await asyncio.to_thread(_test_matches, matcher, posts)
@@ -274,7 +348,32 @@ class CommandService:
         async with self._db.session() as session:
             routes = await route_store.list_routes(session)
             pending = await mention_store.pending_alert_count_by_department(session)
-        return routes_reply(routes, pending)
+        routing = await self.routing.load()
+        edited_by = {key: rule.updated_by for key, rule in routing.edits.items()}
+        return routes_reply(routes, pending, table=routing.table, edited_by=edited_by)
+
+    async def _lead_set(self, command: cp.LeadSet, *, user_id: str) -> Reply:
+        department = command.department.value
+        async with self._db.session() as session:
+            if command.user_id is None:
+                removed = await lead_store.clear_lead(session, department=department)
+            else:
+                await lead_store.set_lead(
+                    session, department=department, user_id=command.user_id, updated_by=user_id
+                )
+        if command.user_id is None:
+            if not removed:
+                return text_reply(f"*{department}* has no lead.")
+            return text_reply(f"*{department}* has no lead any more.")
+        return text_reply(
+            f":white_check_mark: <@{command.user_id}> now leads *{department}*: they can "
+            "answer, resolve, dismiss and reroute its mentions, whoever claimed them."
+        )
+
+    async def _leads(self) -> Reply:
+        async with self._db.session() as session:
+            leads = await lead_store.list_leads(session)
+        return leads_reply(leads)
 
     async def _status(self) -> Reply:
         async with self._db.session() as session:

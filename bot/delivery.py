@@ -13,16 +13,21 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import mrkdwn
 from bot.alerts import card_event, card_for
 from bot.cards import (
+    STORY_LINKS_SHOWN,
+    AlertCard,
     CrisisCard,
     CrisisExample,
+    StoryLine,
     alert_blocks,
     alert_fallback_text,
     crisis_blocks,
@@ -30,17 +35,20 @@ from bot.cards import (
     retired_blocks,
 )
 from bot.spikes import CrisisData, load_crisis
+from storage import clusters as cluster_store
 from storage import mentions as mention_store
 from storage import outbox, stats
 from storage import routes as route_store
 from storage.db import Database
-from storage.models import Event, Mention, OutboxItem, OutboxKind
+from storage.models import Event, Mention, MentionState, OutboxItem, OutboxKind
 from storage.types import utcnow
-from watchers.spikes import describe
+from watchers.spikes import describe, in_words
 
 log = logging.getLogger(__name__)
 
 METADATA_EVENT_TYPE = "earful_alert"
+NOTICE_EVENT_TYPE = "earful_notice"
+NOTICE_KINDS = frozenset({OutboxKind.THREAD_NOTE, OutboxKind.DIRECT_MESSAGE, OutboxKind.ROUTE_POST})
 NO_ROUTE_RETRY = timedelta(seconds=60)
 MAX_BACKOFF = timedelta(hours=1)
 PER_CHANNEL_INTERVAL = 1.0  # seconds; Slack allows about one message per second per channel
@@ -122,6 +130,7 @@ class Delivery:
 
     async def _deliver_one(self, item: OutboxItem) -> bool:
         assert item.id is not None
+        attempts_before = item.attempts
         try:
             await self._deliver(item)
         except Retry as retry:
@@ -135,20 +144,28 @@ class Delivery:
                 )
             return False
         except SlackApiError as exc:
-            await self._handle_slack_error(item, exc)
+            await self._handle_slack_error(item, exc, counted=item.attempts > attempts_before)
             return False
         except (TimeoutError, OSError) as exc:
-            await self._schedule_retry(item, f"network: {type(exc).__name__}: {exc}")
+            await self._schedule_retry(
+                item,
+                f"network: {type(exc).__name__}: {exc}",
+                counted=item.attempts > attempts_before,
+            )
             return False
         except Exception as exc:
             log.exception("delivering outbox item %s (%s) failed", item.id, item.kind)
-            await self._schedule_retry(item, f"{type(exc).__name__}: {exc}")
+            await self._schedule_retry(
+                item, f"{type(exc).__name__}: {exc}", counted=item.attempts > attempts_before
+            )
             return False
         async with self._db.session() as session:
             await outbox.mark_done(session, item_id=item.id)
         return True
 
-    async def _handle_slack_error(self, item: OutboxItem, exc: SlackApiError) -> None:
+    async def _handle_slack_error(
+        self, item: OutboxItem, exc: SlackApiError, *, counted: bool = False
+    ) -> None:
         assert item.id is not None
         error = str(exc.response.get("error", "unknown_error"))
         if exc.response.status_code == 429 or error == "ratelimited":
@@ -162,20 +179,29 @@ class Delivery:
                     count_attempt=False,
                 )
             return
-        if error in PERMANENT_ERRORS and item.attempts + 1 >= MAX_ATTEMPTS_FOR_PERMANENT:
+        attempts = item.attempts if counted else item.attempts + 1
+        if error in PERMANENT_ERRORS and attempts >= MAX_ATTEMPTS_FOR_PERMANENT:
             log.error("Slack refused outbox item %s (%s): %s", item.id, item.kind, error)
             async with self._db.session() as session:
                 await outbox.mark_dead(session, item_id=item.id, error=f"Slack: {error}")
             return
-        await self._schedule_retry(item, f"Slack: {error}")
+        await self._schedule_retry(item, f"Slack: {error}", counted=counted)
 
-    async def _schedule_retry(self, item: OutboxItem, reason: str) -> None:
+    async def _schedule_retry(
+        self, item: OutboxItem, reason: str, *, counted: bool = False
+    ) -> None:
+        """Retry later with backoff. ``counted``: the failed call was already counted as an
+        attempt (posts record it before calling Slack), so it must not be counted twice."""
         assert item.id is not None
         delay = min(timedelta(seconds=2 ** min(item.attempts, 12)), MAX_BACKOFF)
         delay *= 0.75 + random.random() / 2  # jitter, so a recovered Slack isn't stampeded
         async with self._db.session() as session:
             await outbox.mark_retry(
-                session, item_id=item.id, error=reason, next_attempt_at=self._clock() + delay
+                session,
+                item_id=item.id,
+                error=reason,
+                next_attempt_at=self._clock() + delay,
+                count_attempt=not counted,
             )
 
     async def _deliver(self, item: OutboxItem) -> None:
@@ -189,6 +215,8 @@ class Delivery:
             await self._retire_card(item)
         elif item.kind == OutboxKind.CRISIS:
             await self._post_crisis(item)
+        elif item.kind in NOTICE_KINDS:
+            await self._post_notice(item)
         else:
             raise Retry(f"unknown outbox kind {item.kind!r}", after=MAX_BACKOFF)
 
@@ -209,6 +237,8 @@ class Delivery:
         mention, last = loaded
         if mention.channel and mention.ts:
             return  # already posted (for example by an earlier attempt that we then confirmed)
+        if mention.state == MentionState.MERGED:
+            return  # it joined another story before its alert went out (bot/clustering.py)
         async with self._db.session() as session:
             channel = await route_store.channel_for(session, department=mention.department)
         if channel is None:
@@ -226,7 +256,7 @@ class Delivery:
         async with self._db.session() as session:
             await outbox.mark_attempt(session, item_id=item.id)
         item.attempts += 1
-        card = card_for(mention, last)
+        card = await self._alert_card(mention, last)
         await self._pace(channel)
         response = await self._posting_client.chat_postMessage(
             channel=channel,
@@ -240,6 +270,16 @@ class Delivery:
             },
         )
         await self._record_message(mention, str(response["channel"]), str(response["ts"]))
+
+    async def _alert_card(self, mention: Mention, last: Event | None) -> AlertCard:
+        """The card, with every watch the post matched and its story's "Also seen on" line."""
+        assert mention.id is not None
+        async with self._db.session() as session:
+            story = await cluster_store.story_summary(
+                session, mention_id=mention.id, links=STORY_LINKS_SHOWN
+            )
+        line = None if story is None else StoryLine(story.sources, story.others, story.links)
+        return replace(card_for(mention, last), watches=tuple(mention.watches), story=line)
 
     async def _record_message(self, mention: Mention, channel: str, ts: str) -> None:
         assert mention.id is not None
@@ -284,7 +324,7 @@ class Delivery:
         mention, last = loaded
         if not (mention.channel and mention.ts):
             return  # not posted yet: the alert will show the current state when it goes out
-        card = card_for(mention, last)
+        card = await self._alert_card(mention, last)
         await self._client.chat_update(
             channel=mention.channel,
             ts=mention.ts,
@@ -372,6 +412,94 @@ class Delivery:
         )
         await self._spike_alerted(spike_id)
 
+    async def _post_notice(self, item: OutboxItem) -> None:
+        """A text Earful composed (SLA pings, escalations, reminders), posted at most once.
+
+        Like alerts, the message carries its outbox id in metadata, so a retry after Slack
+        took the post but the answer was lost finds it instead of posting again.
+        """
+        assert item.id is not None
+        payload = item.payload
+        mention = None
+        if item.mention_id is not None:
+            loaded = await self._load(item.mention_id)
+            if loaded is None:
+                return  # the mention was deleted; the notice is about nothing any more
+            mention = loaded[0]
+        thread_ts: str | None = None
+        if item.kind == OutboxKind.THREAD_NOTE:
+            if mention is None:
+                return
+            if not (mention.channel and mention.ts):
+                raise Retry(
+                    "waiting for the alert to be posted", after=NO_ROUTE_RETRY, count_attempt=False
+                )
+            channel, thread_ts = mention.channel, mention.ts
+        elif item.kind == OutboxKind.DIRECT_MESSAGE:
+            opened = await self._client.conversations_open(users=str(payload.get("user")))
+            channel = str(opened["channel"]["id"])
+        else:
+            department = str(payload.get("department"))
+            async with self._db.session() as session:
+                routed = await route_store.channel_for(session, department=department)
+            if routed is None:
+                raise Retry(
+                    f"no channel routed for {department}: /earful route {department} #channel",
+                    after=NO_ROUTE_RETRY,
+                    count_attempt=False,
+                )
+            channel = routed
+        if item.attempts > 0 and await self._find_notice(channel, item.id, thread_ts=thread_ts):
+            return
+        text = str(payload.get("text") or "")
+        if payload.get("link") and mention is not None:
+            permalink = await self._permalink(mention)
+            if permalink:
+                text += " " + mrkdwn.link(permalink, "Open the alert")
+            elif mention.url:
+                text += " " + mrkdwn.link(mention.url, "Open the post")
+        async with self._db.session() as session:
+            await outbox.mark_attempt(session, item_id=item.id)
+        item.attempts += 1
+        await self._pace(channel)
+        await self._posting_client.chat_postMessage(
+            channel=channel,
+            thread_ts=thread_ts,
+            text=text,
+            unfurl_links=False,
+            unfurl_media=False,
+            metadata={
+                "event_type": NOTICE_EVENT_TYPE,
+                "event_payload": {"outbox_id": item.id, "mention_id": item.mention_id or 0},
+            },
+        )
+
+    async def _find_notice(self, channel: str, outbox_id: int, *, thread_ts: str | None) -> bool:
+        """Whether an earlier attempt already posted this notice (in the thread, if any)."""
+        cursor: str | None = None
+        for _ in range(10):
+            kwargs: dict[str, Any] = {"channel": channel, "limit": 200}
+            kwargs["include_all_metadata"] = True
+            if cursor:
+                kwargs["cursor"] = cursor
+            if thread_ts is not None:
+                response = await self._client.conversations_replies(ts=thread_ts, **kwargs)
+            else:
+                response = await self._client.conversations_history(**kwargs)
+            message: dict[str, Any]
+            for message in response.get("messages", []):
+                metadata: dict[str, Any] = message.get("metadata") or {}
+                found: dict[str, Any] = metadata.get("event_payload") or {}
+                if (
+                    metadata.get("event_type") == NOTICE_EVENT_TYPE
+                    and found.get("outbox_id") == outbox_id
+                ):
+                    return True
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        return False
+
     async def _spike_alerted(self, spike_id: int) -> None:
         async with self._db.session() as session:
             await stats.mark_spike_alerted(session, spike_id=spike_id)
@@ -397,6 +525,7 @@ class Delivery:
             watch_name=spike.watch_name,
             kind=spike.kind,
             reason=describe(spike.kind, spike.observed, spike.expected, spike.p_value),
+            meaning=in_words(spike.kind, spike.observed, spike.expected, spike.p_value),
             started_at=spike.started_at,
             examples=tuple(examples),
             cluster_size=crisis.cluster.size if crisis.cluster is not None else None,

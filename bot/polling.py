@@ -339,6 +339,7 @@ def _mention(
         intents=[
             {"intent": hit.intent.value, "triggers": list(hit.triggers)} for hit in scores.intents
         ],
+        primary_intent=scores.intents[0].intent.value if scores.intents else None,
         department=scores.department.value,
         cc=[department.value for department in scores.cc],
         route_rule=scores.route_rule,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,10 +17,13 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.mrkdwn import escape
+from bot.routing_modal import INTENT_ORDER, editor_button, intent_label, route_summary
 from storage.models import FetchedPost, Route, SourceState, Watch
-from watchers.departments import Department
+from watchers.departments import Department, Intent, WatchKind
+from watchers.routing import DEFAULT_ROUTING, RoutingTable
 
 MAX_BLOCKS = 50
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,31}")
 SECTION_LIMIT = 3000
 
 
@@ -88,7 +92,54 @@ HELP_LINES: tuple[tuple[str, str], ...] = (
         "/earful route support #support-alerts",
         "Send a department's alerts to a channel. Admins only.",
     ),
-    ("/earful routes", "Which channel each department uses."),
+    (
+        "/earful route complaint competitor sales cc=competitive",
+        "Change which department gets an intent (`none`: no clear intent) on a kind of watch "
+        "(`all`: every kind), with optional `cc=` departments. Admins only.",
+    ),
+    (
+        "/earful route reset complaint competitor",
+        "Put a routing rule back to its default. Admins only.",
+    ),
+    ("/earful route edit", "Change a routing rule in a form. Admins only."),
+    ("/earful routes", "Which channel each department uses, and the routing table."),
+    (
+        "/earful lead support @dana",
+        "Make someone a department's lead (`none` removes it): besides whoever claimed a "
+        "mention and admins, the lead may answer, resolve, dismiss or reroute it. Admins only.",
+    ),
+    ("/earful leads", "Who leads each department."),
+    (
+        "/earful answers refund lost order",
+        "Search the saved answers (without words: the most used). *Answer…* on an alert saves "
+        "them and offers the best matches.",
+    ),
+    ("/earful answers delete 12", "Delete a saved answer. Its author or an admin."),
+    (
+        "/earful sla support P1 ping=15m escalate=30m remind=4h",
+        "Without arguments: the SLA table. Edit a department (or `all`) and priority; "
+        "`off`, `default` or `reset`. Admins only.",
+    ),
+    (
+        "/earful oncall support @ana:09:00-17:00@Europe/Paris @kai hours=09:00-17:00 tz=Asia/Tokyo",
+        "Without arguments: today's rota and who is on call. `add`, `remove @x`, `clear`; "
+        "`days=mon-fri`. Admins only.",
+    ),
+    (
+        "/earful queue support",
+        "Open mentions by priority, then age (default: this channel's department, else all); "
+        "`/earful mine` lists yours; `/earful search refund` finds mentions by text or author.",
+    ),
+    (
+        "/earful mute author=spambot for=30d",
+        'Store, but never alert, posts by an author (or `domain=x.com`, `phrase="…"`); '
+        "`source=`, `dept=` narrow it. Admins and leads. `/earful mutes` lists, `unmute 3` ends.",
+    ),
+    (
+        "/earful digest subscribe time=08:00 tz=Europe/Paris depts=support,pr",
+        "The executive digest in your DMs every day at that time (weekly report on Mondays); "
+        "`channel=#exec` (admins), `digest unsubscribe`, `digest now`, `digest preview`.",
+    ),
     ("/earful status", "Each watch's last poll, last error and next poll."),
     ("/earful help", "This list."),
 )
@@ -106,8 +157,11 @@ def help_reply() -> Reply:
         _section("\n".join(lines)),
         _context(QUERY_HELP),
         _context(
-            "On an alert: *Claim*, *Escalate*, *Resolve*, *Dismiss* or *Reroute* it with the "
-            "buttons. Departments: " + ", ".join(d.value for d in Department) + "."
+            "On an alert: *Claim*, mark *Answered*, *Escalate*, *Resolve*, *Dismiss* (with a "
+            "reason) or *Reroute* it, or react with :eyes: claim, :rotating_light: escalate, "
+            ":white_check_mark: resolve, :no_entry_sign: dismiss as noise. Departments: "
+            + ", ".join(d.value for d in Department)
+            + "."
         ),
     ]
     return Reply(text="Earful commands: " + "; ".join(e for e, _ in HELP_LINES), blocks=blocks)
@@ -156,7 +210,14 @@ def watch_list_reply(
     )
 
 
-def routes_reply(routes: Mapping[str, Route], pending: Mapping[str, int]) -> Reply:
+def routes_reply(
+    routes: Mapping[str, Route],
+    pending: Mapping[str, int],
+    *,
+    table: RoutingTable = DEFAULT_ROUTING,
+    edited_by: Mapping[tuple[Intent | None, WatchKind], str | None] | None = None,
+) -> Reply:
+    """Department channels, then the routing table by watch kind with team rules marked."""
     lines = []
     for department in Department:
         route = routes.get(department.value)
@@ -164,12 +225,75 @@ def routes_reply(routes: Mapping[str, Route], pending: Mapping[str, int]) -> Rep
         waiting = pending.get(department.value, 0)
         note = f" · :hourglass: {waiting} alert(s) waiting" if waiting else ""
         lines.append(f"• *{department.value}* → {target}{note}")
+    edits = edited_by or {}
     blocks = [
         HeaderBlock(text="Department channels").to_dict(),
         _section("\n".join(lines)),
         _context("Change one with `/earful route <department> #channel`."),
+        DividerBlock().to_dict(),
+        HeaderBlock(text="Routing rules").to_dict(),
     ]
-    return Reply(text="Department channels", blocks=blocks)
+    for kind in WatchKind:
+        blocks.append(_section(_kind_rules(kind, table, edits)))
+    blocks.append(
+        _context(
+            f":pencil2: marks a team rule ({len(edits)} in all). Change one with "
+            "`/earful route <intent> <kind> <department> [cc=…]`, undo it with "
+            "`/earful route reset <intent> <kind>`."
+        )
+    )
+    blocks.append(editor_button())
+    return Reply(
+        text=f"Department channels and routing rules ({len(edits)} team rule(s))", blocks=blocks
+    )
+
+
+def _kind_rules(
+    kind: WatchKind,
+    table: RoutingTable,
+    edits: Mapping[tuple[Intent | None, WatchKind], str | None],
+) -> str:
+    """One line per destination; team rules on lines of their own, with who set them."""
+    groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    edited: list[str] = []
+    for intent in (*INTENT_ORDER, None):
+        found = table.get((intent, kind))
+        if found is None:
+            continue  # such mentions follow the "no clear intent" line
+        label = intent_label(intent) if intent else "no clear intent"
+        if (intent, kind) in edits:
+            who = edits[(intent, kind)]
+            by = f" · by <@{who}>" if who and _USER_ID.fullmatch(who) else ""
+            edited.append(f"• :pencil2: {label} → *{route_summary(found)}*{by}")
+            continue
+        key = (found.department.value, tuple(d.value for d in found.cc))
+        groups.setdefault(key, []).append(label)
+    lines = [f"*{kind.value.capitalize()} watches*"]
+    lines += edited
+    for (department, cc), labels in groups.items():
+        copied = f" (cc {', '.join(cc)})" if cc else ""
+        lines.append(f"• {', '.join(labels)} → *{department}*{copied}")
+    return "\n".join(lines)
+
+
+def leads_reply(leads: Mapping[str, str]) -> Reply:
+    """Who leads each department (a Slack user id per department value)."""
+    lines = []
+    for department in Department:
+        lead = leads.get(department.value)
+        lines.append(f"• *{department.value}* → " + (f"<@{lead}>" if lead else "_no lead_"))
+    blocks = [
+        HeaderBlock(text="Department leads").to_dict(),
+        _section("\n".join(lines)),
+        _context(
+            "A lead may answer, resolve, dismiss or reroute any mention of their department. "
+            "Change one with `/earful lead <department> @person` (admins only)."
+        ),
+    ]
+    text = "Department leads: " + (
+        ", ".join(f"{d} <@{u}>" for d, u in sorted(leads.items())) or "none yet"
+    )
+    return Reply(text=text, blocks=blocks)
 
 
 def status_reply(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -14,11 +16,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.app import build_services, create_app
 from bot.catalog import WatchCatalog
+from bot.digest_schedule import DigestScheduler
 from bot.polling import Poller
 from bot.scoring import Scorer
 from bot.server import build_web_app
 from bot.settings import Settings
 from bot.share_of_voice import refresh_share_of_voice
+from bot.sla import TICK_SECONDS as SLA_TICK_SECONDS
+from bot.sla import SlaEngine
 from bot.spikes import SpikeDetector
 from storage import posts as post_store
 from storage.db import Database, redact_url
@@ -65,14 +70,40 @@ class Runtime:
             on_outbox=self.services.delivery.kick,
         )
         self.app = create_app(self.services)
+        self.spikes = SpikeDetector(self.db, on_outbox=self.services.delivery.kick)
+        self.sla = SlaEngine(
+            self.db, workflow=self.services.workflow, on_outbox=self.services.delivery.kick
+        )
+        self.digests = DigestScheduler(self.db, send=self.services.commands.digests.deliver)
         self._delivery_task: asyncio.Task[None] | None = None
         self._ticking = False
         self._tick_again = False
         self._tick_task: asyncio.Task[object] | None = None
+        self._running_jobs: set[asyncio.Task[object]] = set()
+
+    def _job(self, func: Callable[..., Awaitable[object]]) -> Callable[..., Awaitable[None]]:
+        """A scheduler job that ``stop`` lets finish before the database closes.
+
+        APScheduler's shutdown cancels running jobs; one cancelled inside a database session
+        leaves its connection to be closed after the engine is gone, which never completes
+        on aiosqlite and hangs the process's exit.
+        """
+
+        @functools.wraps(func)
+        async def run(*args: object, **kwargs: object) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._running_jobs.add(task)
+            try:
+                await func(*args, **kwargs)
+            finally:
+                self._running_jobs.discard(task)
+
+        return run
 
     async def start(self) -> None:
         self.scheduler.add_job(
-            self._tick,
+            self._job(self._tick),
             IntervalTrigger(seconds=self.settings.poll_tick_seconds),
             id=POLL_JOB_ID,
             name="poll due watches",
@@ -81,16 +112,15 @@ class Runtime:
             next_run_time=datetime.now(UTC),
         )
         self.scheduler.add_job(
-            self._prune_posts,
+            self._job(self._prune_posts),
             IntervalTrigger(hours=1),
             id="prune_posts",
             name="forget fetched posts older than the retention period",
             max_instances=1,
             coalesce=True,
         )
-        spikes = SpikeDetector(self.db, on_outbox=self.services.delivery.kick)
         self.scheduler.add_job(
-            spikes.check,
+            self._job(self.spikes.check),
             IntervalTrigger(minutes=5),
             id="spike_check",
             name="open and close spikes (crisis alerts)",
@@ -98,13 +128,33 @@ class Runtime:
             coalesce=True,
         )
         self.scheduler.add_job(
-            refresh_share_of_voice,
-            IntervalTrigger(hours=1),
+            self._job(refresh_share_of_voice),
+            # Often enough that the current hour's row is never far behind for the digest.
+            IntervalTrigger(minutes=15),
             kwargs={"db": self.db},
             id="share_of_voice",
-            name="recompute share of voice for the current and previous day and week",
+            name="recompute share of voice for the current and previous hour and day",
             max_instances=1,
             coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+        self.scheduler.add_job(
+            self._job(self.sla.tick),
+            IntervalTrigger(seconds=SLA_TICK_SECONDS),
+            id="sla_timers",
+            name="sync SLA timers with mentions and fire the due ones (pings, escalations)",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+        self.scheduler.add_job(
+            self._job(self.digests.tick),
+            IntervalTrigger(minutes=1),
+            id="digests",
+            name="send the digests due now (each subscription's day claimed once)",
+            max_instances=1,
+            coalesce=True,
+            # At start-up too: a digest missed while no process ran goes out once, now.
             next_run_time=datetime.now(UTC),
         )
         self.scheduler.start()
@@ -148,7 +198,7 @@ class Runtime:
 
     async def stop(self) -> None:
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+            self.scheduler.pause()  # nothing new starts; what runs may finish below
         # A poll in flight finishes (its fetches are time-capped) before the database closes
         # under it; only one that overruns is cancelled.
         tick = self._tick_task
@@ -163,13 +213,27 @@ class Runtime:
                     await tick
             except Exception:
                 log.exception("the last poll failed while shutting down")
+        await self._finish_jobs(grace=self.settings.fetch_timeout_seconds + 5)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         if self._delivery_task is not None:
             self._delivery_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._delivery_task
         await self.fetcher.close()
         self.scorer.close()
+        self.services.commands.digests.close()
         await self.db.dispose()
+
+    async def _finish_jobs(self, *, grace: float) -> None:
+        running = [task for task in self._running_jobs if not task.done()]
+        if not running:
+            return
+        _, overran = await asyncio.wait(running, timeout=grace)
+        for task in overran:
+            log.warning("cancelling %s: still running %.0fs after stop", task.get_name(), grace)
+            task.cancel()
+        await asyncio.gather(*overran, return_exceptions=True)
 
 
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:

@@ -16,5 +16,6 @@ def register(app: AsyncApp, services: Services) -> None:
             user_id=str(command.get("user_id", "")),
             text=str(command.get("text") or ""),
             respond=respond,
+            channel_id=str(command.get("channel_id") or "") or None,
         )
         await ack(**reply.as_ack())

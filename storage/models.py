@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -30,12 +30,34 @@ def _json_list() -> Any:
 class MentionState(StrEnum):
     NEW = "new"
     CLAIMED = "claimed"
+    ANSWERED = "answered"  # someone replied to the post; still open until resolved
     ESCALATED = "escalated"
     RESOLVED = "resolved"
     DISMISSED = "dismissed"
+    # Another mention of the same story: kept, counted on its lead's card, never queued.
+    MERGED = "merged"
+    # Matched a mute rule at ingest: stored (with a "muted by rule #n" event), never alerted
+    # or queued.
+    MUTED = "muted"
 
 
-OPEN_STATES = frozenset({MentionState.NEW, MentionState.CLAIMED, MentionState.ESCALATED})
+OPEN_STATES = frozenset(
+    {MentionState.NEW, MentionState.CLAIMED, MentionState.ANSWERED, MentionState.ESCALATED}
+)
+
+
+class DismissReason(StrEnum):
+    """Why a mention was dismissed; stored on its dismiss event."""
+
+    NOISE = "noise"
+    DUPLICATE = "duplicate"
+    NOT_OURS = "not_ours"
+    SPAM = "spam"
+
+    @property
+    def label(self) -> str:
+        """How people say it: "not ours"."""
+        return self.value.replace("_", " ")
 
 
 class Watch(SQLModel, table=True):
@@ -84,6 +106,26 @@ class Mention(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("origin", "external_id", name="uq_mention_origin_external_id"),
         Index("ix_mention_department_state", "department", "state"),
+        # The digest (storage/digest_data.py). Its grouped scans of a period read only this
+        # index, never the rows (bench/digest.py: a week of 1M mentions in well under 1 s).
+        Index(
+            "ix_mention_digest",
+            "found_at",
+            "state",
+            "department",
+            "primary_intent",
+            "source",
+            "sentiment_label",
+            "sentiment_compound",
+            "watch_name",
+            "watch_kind",
+        ),
+        Index("ix_mention_claimed_at", "claimed_at", "state", "department", "found_at"),
+        Index("ix_mention_resolved_at", "resolved_at", "state", "department", "found_at"),
+        # Short lists (open escalations, SLA breaches, the top P1/P2 of a period) without
+        # reading the period's other mentions.
+        Index("ix_mention_state_priority_found_at", "state", "priority", "found_at"),
+        Index("ix_mention_priority_found_at", "priority", "found_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -126,6 +168,11 @@ class Mention(SQLModel, table=True):
     canonical_url: str | None = Field(default=None, sa_column=Column(Text, index=True))
     cluster_id: int | None = Field(default=None, foreign_key="cluster.id", index=True)
     minhash: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    # For the digest's aggregates: the first (strongest) of ``intents``, and when the mention
+    # was last claimed and last resolved (set by bot/workflow.py).
+    primary_intent: str | None = Field(default=None, max_length=24)
+    claimed_at: datetime | None = _ts()
+    resolved_at: datetime | None = _ts()
 
 
 class FetchedPost(SQLModel, table=True):
@@ -156,8 +203,8 @@ class Cluster(SQLModel, table=True):
     __tablename__ = "cluster"
 
     id: int | None = Field(default=None, primary_key=True)
-    # The mention whose card stands for the whole story.
-    lead_mention_id: int | None = Field(default=None, index=True)
+    # The mention whose card stands for the whole story; unique, so one story has one cluster.
+    lead_mention_id: int | None = Field(default=None, index=True, unique=True)
     size: int = 1
     sources: list[str] = _json_list()  # distinct source specs, in order of first sighting
     first_seen_at: datetime = _created()
@@ -196,7 +243,7 @@ class ShareOfVoice(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    period: str = Field(max_length=8)  # "day" | "week"
+    period: str = Field(max_length=8)  # "hour" | "day" (UTC)
     period_start: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
     watch_name: str = Field(max_length=40)
     watch_kind: str = Field(max_length=20)
@@ -234,6 +281,7 @@ class Event(SQLModel, table=True):
     from_state: str | None = Field(default=None, max_length=12)
     to_state: str | None = Field(default=None, max_length=12)
     note: str | None = Field(default=None, sa_column=Column(Text))
+    reason: str | None = Field(default=None, max_length=16)  # a DismissReason, on dismissals
     created_at: datetime = _created()
 
 
@@ -248,12 +296,26 @@ class Route(SQLModel, table=True):
     updated_at: datetime = _created()
 
 
+class DepartmentLead(SQLModel, table=True):
+    """Who leads a department: besides the claimer and admins, who may close its mentions."""
+
+    __tablename__ = "department_lead"
+
+    department: str = Field(primary_key=True, max_length=20)
+    user_id: str = Field(max_length=32)
+    updated_by: str | None = Field(default=None, max_length=32)
+    updated_at: datetime = _created()
+
+
 class OutboxKind(StrEnum):
     ALERT = "alert"  # post a mention's card to its department's channel
     CARD_UPDATE = "card_update"  # re-render a mention's current card in place
     THREAD_REPLY = "thread_reply"  # a short note in the alert's thread
     RETIRE_CARD = "retire_card"  # replace an old card (after a reroute) with a pointer
     CRISIS = "crisis"  # a spike: one alert to PR and exec channels
+    THREAD_NOTE = "thread_note"  # a given text in a mention's alert thread (SLA pings)
+    DIRECT_MESSAGE = "direct_message"  # a given text to one person (pings, reminders)
+    ROUTE_POST = "route_post"  # a given text to a department's channel (SLA escalations)
 
 
 class OutboxStatus(StrEnum):
@@ -280,3 +342,180 @@ class OutboxItem(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = _created()
     done_at: datetime | None = _ts()
+
+
+class SlaPolicy(SQLModel, table=True):
+    """An admin's edit to the SLA table, for one department (or "*" for all) and priority.
+
+    A None step inherits (from "*", then the built-in defaults); 0 turns that step off.
+    """
+
+    __tablename__ = "sla_policy"
+    __table_args__ = (
+        UniqueConstraint("department", "priority", name="uq_sla_policy_department_priority"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    department: str = Field(max_length=20)
+    priority: str = Field(max_length=2)
+    ping_seconds: int | None = None
+    escalate_seconds: int | None = None
+    remind_seconds: int | None = None
+    updated_by: str | None = Field(default=None, max_length=32)
+    updated_at: datetime = _created()
+
+
+class OnCallShift(SQLModel, table=True):
+    """One person's on-call hours for a department, in their own time zone (follow the sun)."""
+
+    __tablename__ = "oncall_shift"
+    __table_args__ = (
+        UniqueConstraint("department", "user_id", name="uq_oncall_shift_department_user"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    department: str = Field(max_length=20)
+    user_id: str = Field(max_length=32)
+    # Local wall-clock minutes after midnight; end <= start is a shift past midnight.
+    start_minute: int
+    end_minute: int
+    tz: str = Field(max_length=64)  # an IANA zone name
+    days: int  # bit 0 = Monday … bit 6 = Sunday: the days a shift starts on
+    position: int = 0
+    updated_by: str | None = Field(default=None, max_length=32)
+    updated_at: datetime = _created()
+
+
+class SlaPhase(SQLModel, table=True):
+    """Which SLA phase a mention is in (unclaimed, claimed, closed) as last seen by the timers.
+
+    ``seq`` grows with every new phase, so timers of an earlier phase (a reopened mention's
+    first life, a claim that was released) can never be mistaken for the current one.
+    """
+
+    __tablename__ = "sla_phase"
+
+    mention_id: int = Field(primary_key=True, foreign_key="mention.id", ondelete="CASCADE")
+    phase: str = Field(max_length=10)
+    department: str = Field(max_length=20)
+    priority: str = Field(max_length=2)
+    seq: int = 1
+    started_at: datetime = _created()
+    seen_updated_at: datetime = _created()  # the mention's updated_at when last synced
+
+
+class SlaTimer(SQLModel, table=True):
+    """One step of an SLA (ping, escalate, remind) due at a time; fires at most once."""
+
+    __tablename__ = "sla_timer"
+    __table_args__ = (
+        UniqueConstraint("mention_id", "kind", "seq", "level", name="uq_sla_timer_step"),
+        Index("ix_sla_timer_pending", "done_at", "due_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    mention_id: int = Field(foreign_key="mention.id", ondelete="CASCADE", index=True)
+    kind: str = Field(max_length=10)  # "ping" | "escalate" | "remind"
+    seq: int  # the SlaPhase.seq this timer belongs to
+    level: int = 1  # the n-th reminder of a claim; 1 for ping and escalate
+    due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    # A firer holds a timer until then; one that crashed mid-way lets another retry after it.
+    lease_until: datetime | None = _ts()
+    done_at: datetime | None = _ts()
+    outcome: str | None = Field(default=None, max_length=10)  # "fired" | "cancelled"
+    created_at: datetime = _created()
+
+
+class MuteRule(SQLModel, table=True):
+    """Posts matching this are stored but never alerted: an author, a domain or a phrase.
+
+    Removed rules are kept (``removed_at``) so that "muted by rule #n" on old mentions still
+    points at what muted them.
+    """
+
+    __tablename__ = "mute_rule"
+    __table_args__ = (Index("ix_mute_rule_active", "removed_at", "expires_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=8)  # "author" | "domain" | "phrase"
+    value: str = Field(sa_column=Column(Text, nullable=False))  # normalised, lower case
+    source: str | None = Field(default=None, sa_column=Column(Text))  # a spec or a bare type
+    department: str | None = Field(default=None, max_length=20)  # None: every department
+    created_by: str = Field(max_length=32)
+    created_at: datetime = _created()
+    expires_at: datetime | None = _ts()
+    removed_at: datetime | None = _ts()
+    removed_by: str | None = Field(default=None, max_length=32)
+    hits: int = 0
+    last_hit_at: datetime | None = _ts()
+
+
+class SavedAnswer(SQLModel, table=True):
+    """A reply kept for reuse (the knowledge base), offered in the answer modal for like posts."""
+
+    __tablename__ = "saved_answer"
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(max_length=150)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    department: str | None = Field(default=None, max_length=20)
+    intents: list[str] = _json_list()  # Intent values of the mention it was written for
+    watch_name: str | None = Field(default=None, max_length=40)
+    # Title, body and intents as normalised words (bot/answers.py): what search matches on.
+    terms: str = Field(default="", sa_column=Column(Text, nullable=False))
+    author: str = Field(max_length=32)
+    created_at: datetime = _created()
+    use_count: int = 0
+    last_used_at: datetime | None = _ts()
+    mention_id: int | None = Field(default=None, foreign_key="mention.id", ondelete="SET NULL")
+
+
+class MentionAnswer(SQLModel, table=True):
+    """What someone wrote when answering a mention: the public reply draft and an internal note."""
+
+    __tablename__ = "mention_answer"
+
+    id: int | None = Field(default=None, primary_key=True)
+    mention_id: int = Field(foreign_key="mention.id", ondelete="CASCADE", index=True)
+    # The "answer" event it explains; unique, so one answer is never recorded twice.
+    event_id: int | None = Field(
+        default=None, foreign_key="event.id", ondelete="SET NULL", index=True, unique=True
+    )
+    author: str = Field(max_length=32)
+    draft: str | None = Field(default=None, sa_column=Column(Text))
+    note: str | None = Field(default=None, sa_column=Column(Text))
+    saved_answer_id: int | None = Field(
+        default=None, foreign_key="saved_answer.id", ondelete="SET NULL"
+    )
+    used_answer_id: int | None = Field(  # the saved answer the draft started from
+        default=None, foreign_key="saved_answer.id", ondelete="SET NULL"
+    )
+    created_at: datetime = _created()
+
+
+class DigestSubscription(SQLModel, table=True):
+    """Who gets the executive digest: a person's DM or a channel, at a local time each day.
+
+    ``last_sent_on`` is the subscriber's local date of the last digest done (sent, or passed
+    before the subscription existed), so a restart or a daylight-saving change never sends a
+    day twice. ``claimed_on``/``lease_until`` hold a send in progress: one process at a time.
+    """
+
+    __tablename__ = "digest_subscription"
+    __table_args__ = (UniqueConstraint("target", name="uq_digest_subscription_target"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    target: str = Field(max_length=32)  # a user id (a DM) or a channel id
+    is_channel: bool = False
+    send_minute: int  # local minutes after midnight
+    tz: str = Field(max_length=64)  # an IANA zone name
+    departments: list[str] = _json_list()  # empty: every department
+    created_by: str = Field(max_length=32)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+    last_sent_on: date | None = None
+    last_sent_at: datetime | None = _ts()
+    claimed_on: date | None = None
+    lease_until: datetime | None = _ts()
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text))

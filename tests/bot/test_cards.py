@@ -381,16 +381,20 @@ def test_source_label(source: str, label: str) -> None:
 # --- states and buttons -------------------------------------------------------------------
 
 OPEN_ACTIONS = [ActionId.ESCALATE, ActionId.RESOLVE, ActionId.DISMISS, ActionId.REROUTE]
+# "Answered" marks it; "Answer…" opens the answer modal (bot/answer_modal.py).
+ANSWER_ACTIONS = [ActionId.ANSWER, ActionId.WRITE_ANSWER]
 
 
 @pytest.mark.parametrize(
     ("state", "owner", "expected"),
     [
-        ("new", None, [ActionId.CLAIM, *OPEN_ACTIONS]),
-        ("claimed", OWNER, OPEN_ACTIONS),
-        ("escalated", OWNER, OPEN_ACTIONS),
+        ("new", None, [ActionId.CLAIM, *ANSWER_ACTIONS, *OPEN_ACTIONS]),
+        ("claimed", OWNER, [*ANSWER_ACTIONS, *OPEN_ACTIONS]),
+        ("escalated", OWNER, [*ANSWER_ACTIONS, *OPEN_ACTIONS]),
         # Escalated by the SLA sweep before anyone claimed it: it must still be claimable.
-        ("escalated", None, [ActionId.CLAIM, *OPEN_ACTIONS]),
+        ("escalated", None, [ActionId.CLAIM, *ANSWER_ACTIONS, *OPEN_ACTIONS]),
+        # Answered: still open (someone must resolve it), but not answerable twice.
+        ("answered", OWNER, OPEN_ACTIONS),
         ("resolved", OWNER, [ActionId.REOPEN]),
         ("dismissed", None, [ActionId.REOPEN]),
     ],
@@ -409,8 +413,40 @@ def test_button_styles_and_values() -> None:
     assert by_id[ActionId.CLAIM]["style"] == "primary"
     assert by_id[ActionId.ESCALATE]["style"] == "danger"
     assert "style" not in by_id[ActionId.RESOLVE]
-    for action in (ActionId.CLAIM, ActionId.ESCALATE, ActionId.RESOLVE, ActionId.DISMISS):
+    for action in (
+        ActionId.CLAIM,
+        ActionId.ANSWER,
+        ActionId.WRITE_ANSWER,
+        ActionId.ESCALATE,
+        ActionId.RESOLVE,
+    ):
         assert ActionValue.decode(by_id[action]["value"]) == ActionValue(42)
+
+
+def test_dismiss_is_a_menu_of_reasons() -> None:
+    elements = block(alert_blocks(make_card()), BlockId.ALERT_ACTIONS)["elements"]
+    menu = next(e for e in elements if e["action_id"] == ActionId.DISMISS)
+
+    assert menu["type"] == "static_select"
+    assert [o["text"]["text"] for o in menu["options"]] == [
+        "Noise",
+        "Duplicate",
+        "Not ours",
+        "Spam",
+    ]
+    values = [ActionValue.decode(o["value"]) for o in menu["options"]]
+    assert [v.reason for v in values] == ["noise", "duplicate", "not_ours", "spam"]
+    assert {v.mention_id for v in values} == {42}
+
+
+def test_escalating_again_says_so_on_the_button() -> None:
+    def label(level: int) -> str:
+        blocks = alert_blocks(make_card(state="escalated", escalation_level=level))
+        elements = block(blocks, BlockId.ALERT_ACTIONS)["elements"]
+        return str(next(e for e in elements if e["action_id"] == ActionId.ESCALATE)["text"]["text"])
+
+    assert label(0) == "Escalate"
+    assert label(2) == "Escalate again"
 
 
 def test_reroute_offers_every_other_department() -> None:
@@ -447,6 +483,19 @@ def test_reroute_offers_every_other_department() -> None:
                 "last_event": CardEvent(None, "escalate", AT),
             },
             rf"🚨 \*Escalated\* \(level 1\) by Earful · {DATE_TOKEN} · unclaimed",
+        ),
+        (
+            {
+                "state": "escalated",
+                "owner": OWNER,
+                "escalation_level": 2,
+                "last_event": CardEvent(ACTOR, "escalate", AT, note="level 2"),
+            },
+            rf"🚨 \*Escalated\* \(level 2\) by <@{ACTOR}> · {DATE_TOKEN} · claimed by <@{OWNER}>$",
+        ),
+        (
+            {"state": "answered", "owner": OWNER, "last_event": CardEvent(OWNER, "answer", AT)},
+            rf"💬 \*Answered\* by <@{OWNER}> · {DATE_TOKEN}",
         ),
         (
             {"state": "resolved", "owner": OWNER, "last_event": CardEvent(OWNER, "resolve", AT)},
@@ -533,6 +582,8 @@ def test_action_value_round_trip() -> None:
 
     assert ActionValue.decode(value.encode()) == value
     assert json.loads(value.encode()) == {"mention_id": 7, "department": "legal"}
+    reason = ActionValue(7, reason="not_ours")
+    assert ActionValue.decode(reason.encode()) == reason
 
 
 @pytest.mark.parametrize(
@@ -547,6 +598,7 @@ def test_action_value_round_trip() -> None:
         '{"mention_id": -1}',
         '{"mention_id": 1.5}',
         '{"mention_id": 1, "department": 3}',
+        '{"mention_id": 1, "reason": ["spam"]}',
         "{}",
     ],
 )

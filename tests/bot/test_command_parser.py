@@ -6,18 +6,22 @@ from hypothesis import strategies as st
 
 from bot.command_parser import (
     Help,
+    RouteEdit,
     Routes,
     RouteSet,
+    RuleReset,
+    RuleSet,
     Status,
     WatchAdd,
     WatchList,
     WatchRemove,
     WatchSetPaused,
+    is_route_edit,
     parse_command,
     parse_interval,
 )
 from bot.errors import CommandError
-from watchers.departments import Department, WatchKind
+from watchers.departments import Department, Intent, WatchKind
 
 
 def test_issue_example_parses() -> None:
@@ -198,6 +202,13 @@ _fragments = st.sampled_from(
         "every=",
         "route",
         "#x",
+        "reset",
+        "edit",
+        "complaint",
+        "competitor",
+        "cc=",
+        "sales,pr",
+        "*",
         "<#C123|x>",
         "&lt;",
         "(",
@@ -220,3 +231,74 @@ def test_any_text_parses_or_gives_a_command_error(text: str) -> None:
         parse_command(text)
     except CommandError as error:
         assert str(error)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "route complaint competitor sales cc=competitive",
+            RuleSet(
+                Intent.COMPLAINT,
+                (WatchKind.COMPETITOR,),
+                Department.SALES,
+                (Department.COMPETITIVE,),
+            ),
+        ),
+        (
+            "route Bug-Report product support cc=product,pr,product",
+            RuleSet(
+                Intent.BUG_REPORT,
+                (WatchKind.PRODUCT,),
+                Department.SUPPORT,
+                (Department.PRODUCT, Department.PR),
+            ),
+        ),
+        ("route none brand pr cc=none", RuleSet(None, (WatchKind.BRAND,), Department.PR, ())),
+        ("route * topic research", RuleSet(None, (WatchKind.TOPIC,), Department.RESEARCH, ())),
+        ("route press all pr", RuleSet(Intent.PRESS, tuple(WatchKind), Department.PR, ())),
+        ("route reset complaint competitor", RuleReset(Intent.COMPLAINT, (WatchKind.COMPETITOR,))),
+        ("route reset any *", RuleReset(None, tuple(WatchKind))),
+        ("route edit", RouteEdit()),
+        ("route edit praise person", RouteEdit(Intent.PRAISE, WatchKind.PERSON)),
+        # A department first is still the channel form, whatever follows.
+        ("route product #product-alerts", RouteSet(Department.PRODUCT, None, "product-alerts")),
+    ],
+)
+def test_routing_rule_commands(text: str, expected: object) -> None:
+    assert parse_command(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("route", "an intent, a watch kind and a department"),
+        ("route complaint", "an intent, a watch kind and a department"),
+        ("route complaint brand", "an intent, a watch kind and a department"),
+        ("route complaint rumour sales", "`rumour` is not a watch kind"),
+        ("route complaint brand finance", "`finance` is not a department"),
+        ("route complaint brand sales cc=sales", "can't include sales"),
+        ("route complaint brand sales cc=pr,finance", "`finance` is not a department (in `cc=`)"),
+        ("route complaint brand sales cc=pr cc=hr", "given twice"),
+        ("route complaint brand sales to=pr", "only takes `cc=`"),
+        ("route complaint brand sales extra", "an intent, a watch kind and a department"),
+        ("route support brand sales", "start with the intent"),
+        ("route reset complaint", "an intent and a watch kind"),
+        ("route reset gossip brand", "`gossip` is not an intent"),
+        ("route edit complaint", "nothing, or an intent and a watch kind"),
+        ("route edit complaint all", "one watch kind"),
+    ],
+)
+def test_malformed_routing_rules_say_what_is_wrong(text: str, fragment: str) -> None:
+    with pytest.raises(CommandError) as caught:
+        parse_command(text)
+    assert fragment in str(caught.value)
+    assert caught.value.example
+
+
+def test_route_edit_is_recognised_before_parsing() -> None:
+    assert is_route_edit("route edit")
+    assert is_route_edit("  Route EDIT complaint brand")
+    assert not is_route_edit("route support #edit")
+    assert not is_route_edit("routes")
+    assert not is_route_edit('route edit "unclosed')

@@ -71,6 +71,7 @@ SEED_ADMIN = "U0ADMIN"
 MESSAGE_MAX_BLOCKS = 50
 VIEW_MAX_BLOCKS = 100
 MESSAGE_TEXT_MAX = 40_000
+MAX_ALT_TXT = 1_000  # files.getUploadURLExternal: alt_txt_too_large beyond this
 
 # Block Kit methods whose `blocks` Slack validates, and the ones slack_sdk warns about when the
 # top-level `text` (what screen readers and notifications use) is missing.
@@ -500,6 +501,18 @@ class _Channel:
         }
 
 
+def _input_keys(blocks: Iterable[Any]) -> set[tuple[str, str]]:
+    """(block_id, action_id) of every input element in a view's blocks."""
+    keys = set()
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        element = block.get("element")
+        if block.get("type") == "input" and isinstance(element, dict):
+            keys.add((str(block.get("block_id")), str(element.get("action_id"))))
+    return keys
+
+
 def _truthy(value: Any) -> bool:
     return value in (True, 1, "1", "true", "True")
 
@@ -736,10 +749,37 @@ class FakeSlackApi:
         under the method name "response_url"."""
         return f"{self.url.removesuffix('/api/')}/response_url/{next(self._ids)}"
 
+    # ----------------------------------------------------------------- views people fill in
+
+    def type_into(
+        self, view_id: str, block_id: str, action_id: str, value: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Play a person filling in an input of an open view, as Slack records it in `state`.
+
+        `value` is the state object Slack reports, e.g. `{"type": "plain_text_input",
+        "value": "Thanks!"}`. Returns the view as Slack then sends it in a payload.
+        """
+        view = self.views.get(view_id)
+        if view is None:
+            raise KeyError(f"no open view {view_id!r}")
+        if (block_id, action_id) not in _input_keys(view["blocks"]):
+            raise ValueError(f"the view has no input {block_id!r}/{action_id!r}")
+        view["state"]["values"].setdefault(block_id, {})[action_id] = dict(value)
+        return copy.deepcopy(view)
+
+    def view(self, view_id: str) -> dict[str, Any]:
+        """An open view as Slack sends it in a block_actions or view_submission payload."""
+        return copy.deepcopy(self.views[view_id])
+
     # ----------------------------------------------------------------- introspection
 
     def calls_to(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method == method]
+
+    def upload_flow(self) -> list[str]:
+        """The files_upload_v2 steps, in the order the app made them."""
+        steps = ("files.getUploadURLExternal", "upload", "files.completeUploadExternal")
+        return [call.method for call in self.calls if call.method in steps]
 
     def messages(self, channel: str, *, include_replies: bool = True) -> list[dict[str, Any]]:
         """What is in `channel` now, oldest first, in Slack's message shape (copies)."""
@@ -1156,9 +1196,26 @@ class FakeSlackApi:
     async def _handle_upload(self, request: web.Request) -> web.Response:
         file_id = request.match_info["file_id"]
         data = await request.read()
+        # The middle step of files_upload_v2 goes to files.slack.com, not the Web API; it is
+        # recorded in `calls` too ("upload"), so a test sees the flow in order.
+        call = Call("upload", {"file_id": file_id, "length": len(data)}, dict(request.headers))
+        self.calls.append(call)
         if file_id not in self.files:
+            call.status, call.response = 404, {"ok": False, "error": "file_not_found"}
+            self._notify()
             return web.Response(status=404, text="file_not_found")
-        self.files[file_id]["content"] = data
+        stored = self.files[file_id]
+        if stored["completed"]:
+            self._violate("upload", f"{file_id} was uploaded after completeUploadExternal")
+        if len(data) != stored["length"]:
+            self._violate(
+                "upload",
+                f"{file_id}: {len(data)} bytes uploaded, but getUploadURLExternal said "
+                f"{stored['length']}",
+            )
+        stored["content"] = data
+        call.status, call.response = 200, {"ok": True}
+        self._notify()
         # What files.slack.com answers; slack_sdk only checks the status.
         return web.Response(text=f"OK - {len(data)}", content_type="text/plain")
 
@@ -1515,6 +1572,13 @@ class FakeSlackApi:
         if args.get("hash") and args["hash"] != current["hash"]:
             raise SlackError("hash_conflict")
         stored = self._store_view(args["view"], view_id=current["id"])
+        # Slack keeps what was typed into an input whose block_id and action_id the new view
+        # still has (views.update, "Preserving input entry"); a renamed input starts afresh.
+        still_there = _input_keys(stored["blocks"])
+        for block_id, actions in current["state"]["values"].items():
+            for action_id, value in actions.items():
+                if (block_id, action_id) in still_there:
+                    stored["state"]["values"].setdefault(block_id, {})[action_id] = value
         return {"view": copy.deepcopy(stored)}
 
     def _reactions_add(self, call: Call) -> dict[str, Any]:
@@ -1533,12 +1597,28 @@ class FakeSlackApi:
         return {}
 
     def _files_get_upload_url(self, call: Call) -> dict[str, Any]:
+        # files.getUploadURLExternal: `length` is the byte size to come (Slack answers
+        # missing_argument for 0), `alt_txt` at most 1,000 characters (alt_txt_too_large).
+        try:
+            length = int(call.args["length"])
+        except (TypeError, ValueError) as exc:
+            raise SlackError("invalid_arguments") from exc
+        if length <= 0:
+            self._violate(call.method, "length must be the file's size in bytes, above 0")
+            raise SlackError("missing_argument")
+        alt_txt = call.args.get("alt_txt")
+        if isinstance(alt_txt, str) and len(alt_txt) > MAX_ALT_TXT:
+            self._violate(call.method, f"alt_txt is longer than {MAX_ALT_TXT} characters")
+            raise SlackError("alt_txt_too_large")
         file_id = self._new_id("F")
         self.files[file_id] = {
             "id": file_id,
             "name": call.args["filename"],
-            "length": int(call.args["length"]),
+            "length": length,
+            "alt_txt": alt_txt or None,
             "content": None,
+            "completed": False,
+            "shares": [],
         }
         upload_url = f"{self.url.removesuffix('/api/')}/upload/v1/{file_id}"
         return {"upload_url": upload_url, "file_id": file_id}
@@ -1547,14 +1627,42 @@ class FakeSlackApi:
         args = call.args
         entries = args["files"] if isinstance(args["files"], list) else []
         done = []
+        if not entries:
+            self._violate(call.method, "files must be a non-empty array of {id, title}")
+            raise SlackError("invalid_arguments")
+        channel = None
+        if args.get("channel_id"):
+            channel = self._channel(args["channel_id"], for_posting=True)
+            if args.get("thread_ts"):
+                # A thread's parent must be a message of that channel (never a reply).
+                parent = self._message(channel, str(args["thread_ts"]))
+                if parent.get("thread_ts") not in (None, parent["ts"]):
+                    self._violate(call.method, "thread_ts is a reply; use its parent's ts")
+        elif args.get("thread_ts"):
+            self._violate(call.method, "thread_ts given without the channel to share in")
         for entry in entries:
             stored = self.files.get(str(entry.get("id")))
             if stored is None or stored["content"] is None:
+                # Never uploaded (or an unknown id): Slack has nothing to complete.
                 raise SlackError("file_not_found")
+            if stored["completed"]:
+                self._violate(call.method, f"{stored['id']} was already completed")
+            stored["completed"] = True
             stored["title"] = entry.get("title") or stored["name"]
-            done.append({"id": stored["id"], "name": stored["name"], "title": stored["title"]})
-        if args.get("channel_id"):
-            channel = self._channel(args["channel_id"], for_posting=True)
+            done.append(
+                {
+                    "id": stored["id"],
+                    "name": stored["name"],
+                    "title": stored["title"],
+                    "size": len(stored["content"]),
+                    "alt_txt": stored["alt_txt"],
+                }
+            )
+        if channel is not None:
+            for entry in done:
+                self.files[entry["id"]]["shares"].append(
+                    {"channel": channel.id, "thread_ts": args.get("thread_ts")}
+                )
             message = {
                 "type": "message",
                 "text": args.get("initial_comment") or "",

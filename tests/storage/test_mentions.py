@@ -26,9 +26,7 @@ def mention(external_id: str) -> Mention:
 async def test_a_post_is_stored_once_even_when_pollers_race(db: Database) -> None:
     async def store() -> list[Mention]:
         async with db.session() as session:
-            return await mention_store.add_mentions(
-                session, mentions=[mention("a"), mention("b")]
-            )
+            return await mention_store.add_mentions(session, mentions=[mention("a"), mention("b")])
 
     results = await asyncio.gather(*(store() for _ in range(5)))
     stored_ids = sorted(m.external_id for batch in results for m in batch)
