@@ -112,8 +112,11 @@ class Delivery:
                 delivered = 0
             if delivered:
                 continue
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # lands as the event is set (a kick during shutdown), and this loop never ends.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._idle_seconds)
+                async with asyncio.timeout(self._idle_seconds):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def flush(self, *, limit: int = 50) -> int:

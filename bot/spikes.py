@@ -102,8 +102,12 @@ class SpikeDetector:
 
     async def check(self) -> list[Spike]:
         """Open spikes that started, close those that subsided; returns the opened ones."""
-        # Whole seconds, because SQLite's hour bucketing drops fractions of a second.
-        now = self._clock().replace(microsecond=0)
+        # Whole seconds, because SQLite's hour bucketing drops fractions of a second; rounded
+        # up, so mentions stored earlier in this same second are inside the window.
+        clock = self._clock()
+        now = clock.replace(microsecond=0)
+        if now < clock:
+            now += timedelta(seconds=1)
         window_start = now - WINDOW
         baseline_start = window_start - BASELINE
         opened: list[Spike] = []
@@ -185,9 +189,9 @@ class SpikeDetector:
                 kind=OutboxKind.CRISIS,
                 mention_id=None,
                 payload={"spike_id": spike.id, "department": department.value},
-                # Due from the moment the spike opened by this detector's clock, not the wall
-                # clock's, so that a delivery on the same clock finds it due.
-                not_before=end,
+                # Due now by this detector's clock, not the wall clock's, so that a delivery on
+                # the same clock finds it due (``end`` is rounded up to a whole second).
+                not_before=self._clock(),
             )
         log.warning("spike %s opened for %s (%s): %s", spike.id, name, test.kind, test.reason)
         return spike

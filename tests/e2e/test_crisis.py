@@ -80,8 +80,10 @@ async def test_a_burst_of_complaints_alerts_pr_and_exec_once(
         negative_every=10,
     )
 
-    # The scheduled check runs (now, rather than in five minutes) and the outbox delivers.
-    earful.runtime.scheduler.modify_job("spike_check", next_run_time=datetime.now(UTC))
+    # The runtime's detector checks (now, rather than at its next five-minute run) and the
+    # outbox delivers.
+    opened = await earful.runtime.spikes.check()
+    assert [(s.watch_name, s.kind) for s in opened] == [("acme", "negative")]
 
     async def crisis_posted() -> bool:
         return all(fake_slack.messages(CHANNELS[d]) for d in ("pr", "exec"))
