@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from bot.answers import AnswersCommand, parse_answers
+from bot.command_text import no_more, shorten
 from bot.digest_commands import DigestCommand, parse_digest
 from bot.errors import CommandError
 from bot.queue_commands import HEADS as QUEUE_HEADS
@@ -210,15 +211,15 @@ def parse_command(text: str, *, allow_private: bool = False, min_interval: int =
     if head == "route":
         return _parse_route(rest)
     if head == "routes":
-        _no_more(rest, "/earful routes")
+        no_more(rest, "/earful routes")
         return Routes()
     if head == "status":
-        _no_more(rest, "/earful status")
+        no_more(rest, "/earful status")
         return Status()
     if head == "lead":
         return _parse_lead(rest)
     if head == "leads":
-        _no_more(rest, "/earful leads")
+        no_more(rest, "/earful leads")
         return Leads()
     if head == "answers":
         return parse_answers(rest)
@@ -230,7 +231,7 @@ def parse_command(text: str, *, allow_private: bool = False, min_interval: int =
         return parse_oncall(rest)
     if head == "digest":
         return parse_digest(rest)
-    raise CommandError(f"I don't know the command `{_shorten(tokens[0])}`.", example="/earful help")
+    raise CommandError(f"I don't know the command `{shorten(tokens[0])}`.", example="/earful help")
 
 
 def _parse_watch(tokens: list[str], *, allow_private: bool, min_interval: int) -> Command:
@@ -243,7 +244,7 @@ def _parse_watch(tokens: list[str], *, allow_private: bool, min_interval: int) -
     if verb == "add":
         return _parse_watch_add(rest, allow_private=allow_private, min_interval=min_interval)
     if verb == "list":
-        _no_more(rest, "/earful watch list")
+        no_more(rest, "/earful watch list")
         return WatchList()
     if verb == "test":
         return _parse_watch_test(rest, allow_private=allow_private)
@@ -267,7 +268,7 @@ def _parse_watch(tokens: list[str], *, allow_private: bool, min_interval: int) -
             return WatchSetPaused(name=name, paused=verb == "pause")
         return WatchRemove(name=name)
     raise CommandError(
-        f"`watch {_shorten(tokens[0])}` is not a watch command; use add, list, test, exclude, "
+        f"`watch {shorten(tokens[0])}` is not a watch command; use add, list, test, exclude, "
         "pause, resume or remove.",
         example=WATCH_ADD_EXAMPLE,
     )
@@ -286,8 +287,7 @@ def _parse_watch_add(tokens: list[str], *, allow_private: bool, min_interval: in
             options[lowered] = value
         elif sep and len(positional) >= 2 and re.fullmatch(r"[A-Za-z_]+", key):
             raise CommandError(
-                f"I don't know the option `{_shorten(key)}=`; use sources=, kind=, dept= or "
-                "every=.",
+                f"I don't know the option `{shorten(key)}=`; use sources=, kind=, dept= or every=.",
                 example=WATCH_ADD_EXAMPLE,
             )
         else:
@@ -303,7 +303,7 @@ def _parse_watch_add(tokens: list[str], *, allow_private: bool, min_interval: in
     if len(positional) > 2:
         raise CommandError(
             "Put the whole query in double quotes (I found several separate words after the "
-            f"name: {', '.join(f'`{_shorten(p)}`' for p in positional[1:4])}).",
+            f"name: {', '.join(f'`{shorten(p)}`' for p in positional[1:4])}).",
             example=WATCH_ADD_EXAMPLE,
         )
     query = positional[1].strip()
@@ -355,7 +355,7 @@ def _parse_watch_test(tokens: list[str], *, allow_private: bool) -> WatchTest:
             sources = _test_sources(value, allow_private=allow_private)
         elif sep and re.fullmatch(r"[A-Za-z_]+", key) and positional:
             raise CommandError(
-                f"`watch test` only takes `sources=`, not `{_shorten(key)}=`.",
+                f"`watch test` only takes `sources=`, not `{shorten(key)}=`.",
                 example=WATCH_TEST_EXAMPLE,
             )
         else:
@@ -418,7 +418,7 @@ def parse_interval(value: str, *, minimum: int = 60) -> int:
         position = match.end()
     if not text or position != len(text):
         raise CommandError(
-            f"`every={_shorten(value)}` is not an interval; use a number and a unit like 30s, "
+            f"`every={shorten(value)}` is not an interval; use a number and a unit like 30s, "
             "5m, 1h or 1d.",
             example=WATCH_ADD_EXAMPLE,
         )
@@ -449,7 +449,7 @@ def _parse_route(tokens: list[str]) -> RouteSet | RuleSet | RuleReset | RouteEdi
     if head not in {d.value for d in Department}:
         if _intent_or_none(tokens[0]) is None:
             raise CommandError(
-                f"`{_shorten(tokens[0])}` is not one of the departments ("
+                f"`{shorten(tokens[0])}` is not one of the departments ("
                 + ", ".join(d.value for d in Department)
                 + ") or intents ("
                 + ", ".join(i.value for i in Intent)
@@ -472,7 +472,7 @@ def _parse_route(tokens: list[str]) -> RouteSet | RuleSet | RuleReset | RouteEdi
     if match := re.fullmatch(r"#([a-z0-9][a-z0-9_-]{0,79})", target.lower()):
         return RouteSet(department=department, channel_id=None, channel_name=match.group(1))
     raise CommandError(
-        f"`{_shorten(target)}` is not a channel; mention it with #, e.g. #support-alerts.",
+        f"`{shorten(target)}` is not a channel; mention it with #, e.g. #support-alerts.",
         example=ROUTE_EXAMPLE,
     )
 
@@ -492,7 +492,7 @@ def _rule_intent(value: str, example: str) -> Intent | None:
     found = _intent_or_none(value)
     if found is None:
         raise CommandError(
-            f"`{_shorten(value)}` is not an intent; use one of: "
+            f"`{shorten(value)}` is not an intent; use one of: "
             + ", ".join(i.value for i in Intent)
             + ", or `none` for no clear intent.",
             example=example,
@@ -508,7 +508,7 @@ def _rule_kinds(value: str, example: str) -> tuple[WatchKind, ...]:
         return (WatchKind(word),)
     except ValueError:
         raise CommandError(
-            f"`{_shorten(value)}` is not a watch kind; use one of: "
+            f"`{shorten(value)}` is not a watch kind; use one of: "
             + ", ".join(k.value for k in WatchKind)
             + ", or `all`.",
             example=example,
@@ -520,7 +520,7 @@ def _rule_department(value: str, what: str) -> Department:
         return Department(value.strip().lower())
     except ValueError:
         raise CommandError(
-            f"`{_shorten(value)}` is not a department{what}; use one of: "
+            f"`{shorten(value)}` is not a department{what}; use one of: "
             + ", ".join(d.value for d in Department)
             + ".",
             example=ROUTE_RULE_EXAMPLE,
@@ -538,7 +538,7 @@ def _parse_route_rule(tokens: list[str]) -> RuleSet:
             cc_value = value
         elif sep:
             raise CommandError(
-                f"I don't know the option `{_shorten(key)}=`; a routing rule only takes `cc=`.",
+                f"I don't know the option `{shorten(key)}=`; a routing rule only takes `cc=`.",
                 example=ROUTE_RULE_EXAMPLE,
             )
         else:
@@ -617,7 +617,7 @@ def _parse_lead(tokens: list[str]) -> LeadSet:
         department = Department(tokens[0].strip().lower())
     except ValueError:
         raise CommandError(
-            f"`{_shorten(tokens[0])}` is not a department; use one of: "
+            f"`{shorten(tokens[0])}` is not a department; use one of: "
             + ", ".join(d.value for d in Department)
             + ".",
             example=LEAD_EXAMPLE,
@@ -628,7 +628,7 @@ def _parse_lead(tokens: list[str]) -> LeadSet:
     if match := re.fullmatch(r"<@([UW][A-Z0-9]{2,})>", target):
         return LeadSet(department=department, user_id=match.group(1))
     raise CommandError(
-        f"`{_shorten(target)}` is not a person; mention them with @ so Slack sends who it is.",
+        f"`{shorten(target)}` is not a person; mention them with @ so Slack sends who it is.",
         example=LEAD_EXAMPLE,
     )
 
@@ -637,7 +637,7 @@ def _watch_name(value: str, example: str) -> str:
     name = value.lower()
     if not _NAME.match(name):
         raise CommandError(
-            f"`{_shorten(value)}` can't be a watch name: use up to 40 letters, digits, - or _, "
+            f"`{shorten(value)}` can't be a watch name: use up to 40 letters, digits, - or _, "
             "starting with a letter or digit.",
             example=example,
         )
@@ -650,21 +650,6 @@ def _enum(enum: type[_E], value: str, option: str) -> _E:
     except ValueError:
         choices = ", ".join(member.value for member in enum)
         raise CommandError(
-            f"`{option}={_shorten(value)}` is not one of: {choices}.",
+            f"`{option}={shorten(value)}` is not one of: {choices}.",
             example=ROUTE_EXAMPLE if option == "department" else WATCH_ADD_EXAMPLE,
         ) from None
-
-
-def _no_more(tokens: list[str], example: str) -> None:
-    if tokens:
-        raise CommandError(
-            f"Unexpected `{_shorten(' '.join(tokens))}` at the end.", example=example
-        )
-
-
-def _shorten(value: str, limit: int = 60) -> str:
-    """Echo user input back safely: short, and without backticks that would end our code span."""
-    value = value.replace("`", "'").replace("\n", " ")
-    if len(value) > limit:
-        value = value[: limit - 1] + "…"
-    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -12,6 +12,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from bot.command_text import no_more, shorten
 from bot.errors import CommandError
 from watchers.departments import Department
 
@@ -106,7 +107,7 @@ def parse_queue_command(head: str, tokens: list[str]) -> QueueCommand:
     if head == "queue":
         return _parse_queue(tokens)
     if head == "mine":
-        _no_more(tokens, "/earful mine")
+        no_more(tokens, "/earful mine")
         return Mine()
     if head == "search":
         return _parse_search(tokens)
@@ -115,9 +116,9 @@ def parse_queue_command(head: str, tokens: list[str]) -> QueueCommand:
     if head == "unmute":
         return _parse_unmute(tokens)
     if head == "mutes":
-        _no_more(tokens, "/earful mutes")
+        no_more(tokens, "/earful mutes")
         return MuteList()
-    raise CommandError(f"`{_shorten(head)}` is not a queue command.", example=QUEUE_EXAMPLE)
+    raise CommandError(f"`{shorten(head)}` is not a queue command.", example=QUEUE_EXAMPLE)
 
 
 def _parse_queue(tokens: list[str]) -> QueueShow:
@@ -152,7 +153,7 @@ def _parse_mute(tokens: list[str]) -> MuteAdd:
         key = key.strip().lower()
         if not sep:
             raise CommandError(
-                f'`{_shorten(token)}`: say what to mute as author=…, domain=… or phrase="…".',
+                f'`{shorten(token)}`: say what to mute as author=…, domain=… or phrase="…".',
                 example=MUTE_EXAMPLE,
             )
         if key in {kind.value for kind in MuteKind}:
@@ -169,7 +170,7 @@ def _parse_mute(tokens: list[str]) -> MuteAdd:
             options[key] = value.strip()
         else:
             raise CommandError(
-                f"I don't know the option `{_shorten(key)}=`; use author=, domain= or phrase=, "
+                f"I don't know the option `{shorten(key)}=`; use author=, domain= or phrase=, "
                 "then optionally source=, for= and dept=.",
                 example=MUTE_EXAMPLE,
             )
@@ -198,7 +199,7 @@ def normalize_mute_value(kind: MuteKind, raw: str) -> str:
         value = normalize_domain(value)
         if not _DOMAIN.match(value):
             raise CommandError(
-                f"`{_shorten(raw)}` is not a domain name like example.com.", example=MUTE_EXAMPLE
+                f"`{shorten(raw)}` is not a domain name like example.com.", example=MUTE_EXAMPLE
             )
     elif len(value) < MIN_PHRASE:
         raise CommandError(
@@ -246,7 +247,7 @@ def parse_duration(value: str) -> timedelta:
         position = match.end()
     if not text or position != len(text):
         raise CommandError(
-            f"`for={_shorten(value)}` is not a duration; use a number and a unit like 12h, 30d "
+            f"`for={shorten(value)}` is not a duration; use a number and a unit like 12h, 30d "
             "or 2w.",
             example=MUTE_EXAMPLE,
         )
@@ -270,7 +271,7 @@ def _source(value: str) -> str:
         spec = ""
     if not spec or not _SOURCE.match(spec):
         raise CommandError(
-            f"`source={_shorten(value)}` is not a source; use a type like "
+            f"`source={shorten(value)}` is not a source; use a type like "
             + ", ".join(sorted(SOURCE_TYPES))
             + ", or a source as watches name it.",
             example=MUTE_EXAMPLE,
@@ -292,23 +293,8 @@ def _department(value: str, example: str) -> Department:
         return Department(value.strip().lower())
     except ValueError:
         raise CommandError(
-            f"`{_shorten(value)}` is not a department; use one of: "
+            f"`{shorten(value)}` is not a department; use one of: "
             + ", ".join(d.value for d in Department)
             + ".",
             example=example,
         ) from None
-
-
-def _no_more(tokens: list[str], example: str) -> None:
-    if tokens:
-        raise CommandError(
-            f"Unexpected `{_shorten(' '.join(tokens))}` at the end.", example=example
-        )
-
-
-def _shorten(value: str, limit: int = 60) -> str:
-    """Echo user input back safely: short, escaped, and without backticks."""
-    value = value.replace("`", "'").replace("\n", " ")
-    if len(value) > limit:
-        value = value[: limit - 1] + "…"
-    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
