@@ -386,7 +386,7 @@ class SlaEngine:
                 action=Action.ESCALATE,
                 # None: Earful itself acted, as the audit trail and the card show it. The
                 # workflow types actor as a person's id; see the report for the hook asked for.
-                actor=None,  # type: ignore[arg-type]
+                actor=None,
                 note=f"SLA: unclaimed for {waited} ({phase.priority})",
             )
         except (IllegalTransition, NotFound) as exc:
