@@ -384,8 +384,7 @@ class SlaEngine:
             await self._workflow.apply(
                 mention_id=timer.mention_id,
                 action=Action.ESCALATE,
-                # None: Earful itself acted, as the audit trail and the card show it. The
-                # workflow types actor as a person's id; see the report for the hook asked for.
+                # None: Earful itself acted, as the audit trail and the card show it.
                 actor=None,
                 note=f"SLA: unclaimed for {waited} ({phase.priority})",
             )
