@@ -256,21 +256,14 @@ class Delivery:
             if found is not None:
                 await self._record_message(mention, channel, found)
                 return
-        async with self._db.session() as session:
-            await outbox.mark_attempt(session, item_id=item.id)
-        item.attempts += 1
         card = await self._alert_card(mention, last)
-        await self._pace(channel)
-        response = await self._posting_client.chat_postMessage(
-            channel=channel,
+        response = await self._post_once(
+            item,
+            channel,
             text=alert_fallback_text(card),
             blocks=alert_blocks(card),
-            unfurl_links=False,
-            unfurl_media=False,
-            metadata={
-                "event_type": METADATA_EVENT_TYPE,
-                "event_payload": {"mention_id": mention.id, "outbox_id": item.id},
-            },
+            event_type=METADATA_EVENT_TYPE,
+            payload={"mention_id": mention.id, "outbox_id": item.id},
         )
         await self._record_message(mention, str(response["channel"]), str(response["ts"]))
 
@@ -398,20 +391,13 @@ class Delivery:
                 await self._spike_alerted(spike_id)
                 return
         blocks, text = crisis_blocks(await self._crisis_card(crisis))
-        async with self._db.session() as session:
-            await outbox.mark_attempt(session, item_id=item.id)
-        item.attempts += 1
-        await self._pace(channel)
-        await self._posting_client.chat_postMessage(
-            channel=channel,
+        await self._post_once(
+            item,
+            channel,
             text=text,
             blocks=blocks,
-            unfurl_links=False,
-            unfurl_media=False,
-            metadata={
-                "event_type": METADATA_EVENT_TYPE,
-                "event_payload": {"spike_id": spike_id, "outbox_id": item.id},
-            },
+            event_type=METADATA_EVENT_TYPE,
+            payload={"spike_id": spike_id, "outbox_id": item.id},
         )
         await self._spike_alerted(spike_id)
 
@@ -461,20 +447,44 @@ class Delivery:
                 text += " " + mrkdwn.link(permalink, "Open the alert")
             elif mention.url:
                 text += " " + mrkdwn.link(mention.url, "Open the post")
+        await self._post_once(
+            item,
+            channel,
+            text=text,
+            thread_ts=thread_ts,
+            event_type=NOTICE_EVENT_TYPE,
+            payload={"outbox_id": item.id, "mention_id": item.mention_id or 0},
+        )
+
+    async def _post_once(
+        self,
+        item: OutboxItem,
+        channel: str,
+        *,
+        text: str,
+        event_type: str,
+        payload: dict[str, Any],
+        blocks: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
+    ) -> Any:
+        """Post a message that a retry can find again by the outbox id in its metadata.
+
+        The attempt is recorded before the call: if Slack takes the post but the answer is
+        lost, the next attempt looks for the message instead of posting a second one.
+        """
+        assert item.id is not None
         async with self._db.session() as session:
             await outbox.mark_attempt(session, item_id=item.id)
         item.attempts += 1
         await self._pace(channel)
-        await self._posting_client.chat_postMessage(
+        return await self._posting_client.chat_postMessage(
             channel=channel,
             thread_ts=thread_ts,
             text=text,
+            blocks=blocks,
             unfurl_links=False,
             unfurl_media=False,
-            metadata={
-                "event_type": NOTICE_EVENT_TYPE,
-                "event_payload": {"outbox_id": item.id, "mention_id": item.mention_id or 0},
-            },
+            metadata={"event_type": event_type, "event_payload": payload},
         )
 
     async def _find_notice(self, channel: str, outbox_id: int, *, thread_ts: str | None) -> bool:
