@@ -12,11 +12,10 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select, update
 
@@ -26,8 +25,7 @@ from storage.models import Mention, SourceState
 from storage.types import utcnow
 from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.slack_requests import SlackRequestSigner
-from tests.support.earful import Earful, earful_settings, start_earful
-from tests.support.local_http import LocalServer
+from tests.support.earful import Earful, start_earful
 from tests.support.public_apis import LABELS, PATHS, Expected, PublicApis
 
 # Every department has a channel, so wherever triage sends a post, its alert goes out.
@@ -73,34 +71,6 @@ class Deployment:
         await earful.http.close()
         await server.close()
         await earful.runtime.stop()
-
-
-@pytest.fixture
-def apis(local_server: LocalServer) -> PublicApis:
-    return PublicApis(local_server)
-
-
-@pytest.fixture
-async def deployment(
-    database_url: str,
-    fake_slack: FakeSlackApi,
-    slack_signer: SlackRequestSigner,
-    signing_secret: str,
-    apis: PublicApis,
-) -> AsyncIterator[Deployment]:
-    settings = earful_settings(
-        database_url,
-        fake_slack.url,
-        signing_secret,
-        EARFUL_POLL_TICK_SECONDS=0.2,
-        EARFUL_FETCH_PER_HOST_RATE=1000,  # every "host" is 127.0.0.1
-        **apis.settings(),
-    )
-    deployment = Deployment(settings, fake_slack, slack_signer)
-    try:
-        yield deployment
-    finally:
-        await deployment.stop()
 
 
 async def wait_until(predicate: Callable[[], Awaitable[bool]], within: float = 15) -> None:

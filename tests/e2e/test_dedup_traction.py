@@ -9,22 +9,20 @@ words. Then Earful restarts on the same database and must repeat nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from sqlalchemy import select, update
 
 from storage.db import Database
 from storage.models import Cluster, Mention, MentionState, SourceState
 from storage.types import utcnow
+
+# The deployment (real runtime + local public APIs, restartable) is the all-sources test's.
 from tests.e2e.test_all_sources import ROUTES, Deployment, wait_until
 from tests.fakes.slack_api import FakeSlackApi
-from tests.fakes.slack_requests import SlackRequestSigner
-from tests.support.earful import Earful, earful_settings
+from tests.support.earful import Earful
 from tests.support.feeds import FeedItem
-from tests.support.local_http import LocalServer
 from tests.support.public_apis import PublicApis, base36, iso_z
 
 ARTICLE = "https://www.news.example.com/2026/11/acme-cloud-outage"
@@ -39,34 +37,6 @@ RETOLD = (
     + STORY.replace("this morning", "today").replace("Acme Cloud", "acme cloud")
     + " Not impressed."
 )
-
-
-@pytest.fixture
-def apis(local_server: LocalServer) -> PublicApis:
-    return PublicApis(local_server)
-
-
-@pytest.fixture
-async def deployment(
-    database_url: str,
-    fake_slack: FakeSlackApi,
-    slack_signer: SlackRequestSigner,
-    signing_secret: str,
-    apis: PublicApis,
-) -> AsyncIterator[Deployment]:
-    settings = earful_settings(
-        database_url,
-        fake_slack.url,
-        signing_secret,
-        EARFUL_POLL_TICK_SECONDS=0.2,
-        EARFUL_FETCH_PER_HOST_RATE=1000,  # every "host" is 127.0.0.1
-        **apis.settings(),
-    )
-    deployment = Deployment(settings, fake_slack, slack_signer)
-    try:
-        yield deployment
-    finally:
-        await deployment.stop()
 
 
 def sources(apis: PublicApis) -> list[str]:
