@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -90,22 +91,27 @@ class WatchCatalog:
         self._loaded_at = time.monotonic()
 
     def _build(self, spec: str) -> SourceWatches:
-        rules = []
-        watches: dict[int, Watch] = {}
-        for watch in self._active:
-            if spec not in watch.sources or watch.id is None:
-                continue
-            try:
-                rule = WatchRule(
-                    key=watch.id,
-                    query=compiled_query(watch.query),
-                    exclude=compiled_exclusion(watch.exclude),
-                )
-            except QuerySyntaxError:
-                # Saved queries were valid when saved; one that no longer parses (after a
-                # grammar change) must not stop the others.
-                log.exception("watch %s has a query that no longer parses", watch.name)
-                continue
-            rules.append(rule)
-            watches[watch.id] = watch
-        return SourceWatches(matcher=Matcher(rules), watches=watches)
+        return build_source_watches(w for w in self._active if spec in w.sources)
+
+
+def build_source_watches(watches: Iterable[Watch]) -> SourceWatches:
+    """One matcher over these watches; a saved query that no longer parses is skipped."""
+    rules = []
+    by_id: dict[int, Watch] = {}
+    for watch in watches:
+        if watch.id is None:
+            continue
+        try:
+            rule = WatchRule(
+                key=watch.id,
+                query=compiled_query(watch.query),
+                exclude=compiled_exclusion(watch.exclude),
+            )
+        except QuerySyntaxError:
+            # Saved queries were valid when saved; one that no longer parses (after a
+            # grammar change) must not stop the others.
+            log.exception("watch %s has a query that no longer parses", watch.name)
+            continue
+        rules.append(rule)
+        by_id[watch.id] = watch
+    return SourceWatches(matcher=Matcher(rules), watches=by_id)

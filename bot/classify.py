@@ -27,7 +27,7 @@ import yaml
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.catalog import SourceWatches, compiled_exclusion, compiled_query
+from bot.catalog import SourceWatches, build_source_watches, compiled_exclusion, compiled_query
 from bot.polling import Found, match_posts
 from bot.scoring import ScoreInput, score_batch
 from storage import routing_rules as rule_store
@@ -37,7 +37,6 @@ from storage.models import Watch
 from watchers.base import Post
 from watchers.departments import Department, WatchKind
 from watchers.enrich import Enrichment
-from watchers.matcher import Matcher, WatchRule
 from watchers.query import QuerySyntaxError
 from watchers.routing import RoutingTable
 
@@ -74,19 +73,7 @@ def build_watch_set(
 
     A post in a file has no poll behind it, so a watch's ``sources`` do not restrict it.
     """
-    rules: list[WatchRule] = []
-    by_id: dict[int, Watch] = {}
-    for watch in watches:
-        assert watch.id is not None
-        rules.append(
-            WatchRule(
-                key=watch.id,
-                query=compiled_query(watch.query),
-                exclude=compiled_exclusion(watch.exclude),
-            )
-        )
-        by_id[watch.id] = watch
-    return WatchSet(SourceWatches(Matcher(rules), by_id), routing, origin)
+    return WatchSet(build_source_watches(watches), routing, origin)
 
 
 def _text_field(entry: Mapping[str, Any], key: str, where: str, *, required: bool) -> str | None:
