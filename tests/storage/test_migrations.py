@@ -9,7 +9,7 @@ from storage.migrate import current, upgrade
 def test_migrations_reach_head_and_match_the_models(database_url: str) -> None:
     # The fixture's database was built by the migrations; running them again is a no-op.
     upgrade(database_url)
-    assert current(database_url) == "0011"
+    assert current(database_url) == "0014"
     engine = create_engine(sync_url(database_url))
     try:
         inspector = inspect(engine)
