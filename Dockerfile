@@ -15,6 +15,7 @@ RUN /opt/earful/bin/pip install .
 FROM python:3.11-slim
 ENV PATH=/opt/earful/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    MPLCONFIGDIR=/tmp/matplotlib \
     DATABASE_URL=sqlite:////data/earful.db \
     PORT=3000
 RUN useradd --system --uid 10001 --home-dir /data --create-home earful
@@ -23,6 +24,9 @@ USER earful
 WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 3000
-HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
+# /healthz: 200 for a healthy leader (scheduler and delivery running, no job stuck) or follower
+# (database answering, still trying for the lead); 503 otherwise. The start period covers
+# `earful run` migrating the database first (replicas take turns on an advisory lock).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
   CMD python -c "import os,urllib.request;urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\",\"3000\")}/healthz',timeout=4)" || exit 1
 CMD ["earful", "run"]

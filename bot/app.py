@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -13,6 +14,7 @@ from bot.command_service import CommandService
 from bot.delivery import Delivery
 from bot.home import Home
 from bot.interactions import Interactions, unexpected
+from bot.replay_guard import ReplayGuard
 from bot.settings import Settings
 from bot.slack_client import build_client, build_posting_client
 from bot.workflow import Workflow
@@ -27,21 +29,29 @@ def build_services(
     db: Database,
     *,
     on_watches_changed: Any = lambda: None,
+    on_outbox: Callable[[], None] | None = None,
     per_channel_interval: float | None = None,
 ) -> Services:
+    """``on_outbox``: what to do once Slack requests have queued outbox items; the runtime wakes
+    the leader replica (bot/leader.py). By default this process's own delivery."""
     client = build_client(settings)
-    delivery_kwargs: dict[str, Any] = {}
-    if per_channel_interval is not None:
-        delivery_kwargs["per_channel_interval"] = per_channel_interval
     delivery = Delivery(
-        db, client=client, posting_client=build_posting_client(settings), **delivery_kwargs
+        db,
+        client=client,
+        posting_client=build_posting_client(settings, retry_rate_limits=False),
+        per_channel_interval=(
+            settings.slack_channel_interval_seconds
+            if per_channel_interval is None
+            else per_channel_interval
+        ),
     )
-    workflow = Workflow(db, admins=settings.admins, on_outbox=delivery.kick)
+    outbox_changed = on_outbox or delivery.kick
+    workflow = Workflow(db, admins=settings.admins, on_outbox=outbox_changed)
     command_service = CommandService(
         db,
         settings=settings,
         client=client,
-        on_outbox=delivery.kick,
+        on_outbox=outbox_changed,
         on_watches_changed=on_watches_changed,
     )
     return Services(
@@ -63,6 +73,8 @@ def create_app(services: Services) -> AsyncApp:
         signing_secret=services.settings.slack_signing_secret.get_secret_value(),
         logger=logging.getLogger("slack_bolt"),
     )
+    # Bolt's own middleware (signature verification first) runs before any added here.
+    app.use(ReplayGuard(services.db))
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> BoltResponse:

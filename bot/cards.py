@@ -210,6 +210,16 @@ def source_label(source: str) -> str:
     return f"{name} · {detail}" if detail else name
 
 
+def priority_badge(priority: str) -> str:
+    """"🟡 P3": a priority's colour and name, escaped."""
+    emoji, _ = _PRIORITIES.get(priority, ("⚪", priority))
+    return f"{emoji} {mrkdwn.escape(priority)}"
+
+
+def sentiment_emoji(label: str) -> str:
+    return _SENTIMENT_EMOJI.get(label, "")
+
+
 def _mrkdwn(text: str) -> MarkdownTextObject:
     # verbatim: Slack must not auto-link or auto-parse mentions in source text; the markup we
     # write ourselves (<!date…>, <@U…>) is still rendered.

@@ -8,39 +8,46 @@ reaches the pollers on the same refresh as a watch edit.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 
 from storage import routing_rules as rule_store
 from storage import watches as watch_store
 from storage.db import Database
 from storage.models import Watch
-from watchers.matcher import Matcher, WatchRule
-from watchers.query import Query, QuerySyntaxError, parse
+from watchers.matcher import (
+    Matcher,
+    MatchRules,
+    build_matcher,
+    compiled_exclusion,
+    compiled_query,
+)
 from watchers.routing import DEFAULT_ROUTING, Route
 
 log = logging.getLogger(__name__)
 
+# compiled_query and compiled_exclusion live with the matcher; they are imported from here too.
+__all__ = [
+    "KIND_RANK",
+    "SourceWatches",
+    "WatchCatalog",
+    "build_source_watches",
+    "compiled_exclusion",
+    "compiled_query",
+]
+
 # Which watch a mention is filed under when several match: our own brand first.
 KIND_RANK = {"brand": 0, "product": 1, "person": 2, "competitor": 3, "topic": 4}
-
-
-@lru_cache(maxsize=20_000)
-def compiled_query(text: str) -> Query:
-    return parse(text)
-
-
-def compiled_exclusion(text: str | None) -> Query | None:
-    return compiled_query(text) if text else None
 
 
 @dataclass(frozen=True, slots=True)
 class SourceWatches:
     matcher: Matcher
     watches: dict[int, Watch]
+    rules: MatchRules  # the same watches as plain data, for matching in the scoring pool
 
     def primary(self, watch_ids: list[int]) -> Watch:
         """The same answer whichever watch's poll found the post first."""
@@ -96,22 +103,10 @@ class WatchCatalog:
 
 def build_source_watches(watches: Iterable[Watch]) -> SourceWatches:
     """One matcher over these watches; a saved query that no longer parses is skipped."""
-    rules = []
-    by_id: dict[int, Watch] = {}
-    for watch in watches:
-        if watch.id is None:
-            continue
-        try:
-            rule = WatchRule(
-                key=watch.id,
-                query=compiled_query(watch.query),
-                exclude=compiled_exclusion(watch.exclude),
-            )
-        except QuerySyntaxError:
-            # Saved queries were valid when saved; one that no longer parses (after a
-            # grammar change) must not stop the others.
-            log.exception("watch %s has a query that no longer parses", watch.name)
-            continue
-        rules.append(rule)
-        by_id[watch.id] = watch
-    return SourceWatches(matcher=Matcher(rules), watches=by_id)
+    by_id = {watch.id: watch for watch in watches if watch.id is not None}
+    specs = tuple((watch_id, w.query, w.exclude) for watch_id, w in by_id.items())
+    matcher, kept = build_matcher(specs)
+    rules = MatchRules(hashlib.sha256(repr(specs).encode()).hexdigest(), specs)
+    return SourceWatches(
+        matcher=matcher, watches={i: w for i, w in by_id.items() if i in kept}, rules=rules
+    )

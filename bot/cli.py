@@ -45,7 +45,7 @@ EnvFile = Annotated[
 def run(env_file: EnvFile = None) -> None:
     """Start Earful: Socket Mode if SLACK_APP_TOKEN is set, else HTTP on PORT at /slack/events."""
     settings = _settings(env_file)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     from bot.runtime import serve
 
     asyncio.run(serve(settings))
@@ -130,7 +130,7 @@ def scan(
 ) -> None:
     """Poll every active watch once without Slack; new mentions are stored and queued."""
     settings = _settings(env_file)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     outcomes = asyncio.run(_scan(settings))
     for outcome in outcomes:
         typer.echo(json.dumps(outcome))

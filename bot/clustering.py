@@ -29,9 +29,10 @@ of the window; under the lock it first catches up with every mention stored sinc
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -58,7 +59,9 @@ REACH_LEVELS = (10_000, 100_000, 1_000_000)  # a joining post's author reach
 GROWTH_LEVELS = (100, 1_000, 10_000, 100_000)  # a known post's own reach (points, score, …)
 # Sources whose posts share links: there the story is the link, not the discussion page.
 SHARING_ORIGINS = frozenset({"hn", "reddit", "mastodon", "bluesky"})
-_CATCH_UP_PAGE = 5_000
+_CATCH_UP_PAGE = 1_000  # rows per query; each page is turned into signatures between awaits
+_YIELD_EVERY = 100
+_SAME_LINK_LIMIT = 20  # mentions of one link a story decision looks at (the oldest)
 
 
 def level(value: int, levels: Sequence[int]) -> int:
@@ -148,6 +151,34 @@ class _Indexed:
     found_at: datetime
 
 
+class _Batch:
+    """The posts of a batch filed so far, keyed like the index until they have ids."""
+
+    def __init__(self) -> None:
+        self.meta: dict[int, _Indexed] = {}
+        self._index = NearDuplicates()
+        self._links: dict[str, list[tuple[int, frozenset[str]]]] = {}
+
+    def add(self, key: int, mention: Mention, keys: StoryKeys) -> None:
+        self.meta[key] = _Indexed(keys.watches, mention.found_at)
+        if keys.minhash is not None:
+            self._index.add(key, keys.minhash)
+        if keys.canonical_url is not None:
+            self._links.setdefault(keys.canonical_url, []).append((key, keys.watches))
+
+    def same_link(self, keys: StoryKeys) -> list[tuple[int, frozenset[str]]]:
+        return self._links.get(keys.canonical_url, []) if keys.canonical_url else []
+
+    def similar(self, minhash: MinHash) -> list[tuple[float, Hashable]]:
+        return self._index.matches(minhash) if self.meta else []
+
+
+async def _pause(position: int) -> None:
+    """Let the event loop answer Slack every so many posts of a long in-memory loop."""
+    if position % _YIELD_EVERY == _YIELD_EVERY - 1:
+        await asyncio.sleep(0)
+
+
 class Clusterer:
     """Files new mentions into stories. One per process; see the module docstring."""
 
@@ -224,16 +255,33 @@ class Clusterer:
         Only mentions of an overlapping set of watches count: the same article about Acme and
         about Globex is one story for each, not one story for both.
         """
+        links = await self._same_links(session, [keys], now=now)
+        return self._found(keys, links.get(keys.canonical_url or "", []), _Batch())
+
+    async def _same_links(
+        self, session: AsyncSession, batch: Sequence[StoryKeys], *, now: datetime
+    ) -> dict[str, list[tuple[int, tuple[str, ...]]]]:
+        urls = [keys.canonical_url for keys in batch if keys.canonical_url is not None]
+        if not urls:
+            return {}
+        return await cluster_store.with_canonical_urls(
+            session, canonical_urls=urls, since=now - self._window, limit=_SAME_LINK_LIMIT
+        )
+
+    def _found(
+        self, keys: StoryKeys, same_link: Sequence[tuple[int, Iterable[str]]], batch: _Batch
+    ) -> list[Match]:
+        """What :meth:`matches` answers, from the stored mentions with the same link (oldest
+        first), the index, and the earlier posts of ``batch`` (stored in this transaction)."""
         found: dict[int, Match] = {}
-        if keys.canonical_url is not None:
-            for mention_id, watches in await cluster_store.with_canonical_url(
-                session, canonical_url=keys.canonical_url, since=now - self._window
-            ):
-                if overlaps(watches, keys.watches):
-                    found.setdefault(mention_id, Match(mention_id, "same link"))
+        for mention_id, watches in [*same_link, *batch.same_link(keys)][:_SAME_LINK_LIMIT]:
+            if overlaps(watches, keys.watches):
+                found.setdefault(mention_id, Match(mention_id, "same link"))
         if keys.minhash is not None:
-            for _, key in self._index.matches(keys.minhash):
-                indexed = self._meta.get(key)  # type: ignore[call-overload]
+            similar = [*self._index.matches(keys.minhash), *batch.similar(keys.minhash)]
+            similar.sort(key=lambda pair: pair[0], reverse=True)
+            for _, key in similar:
+                indexed = self._meta.get(key) or batch.meta.get(key)  # type: ignore[call-overload]
                 if isinstance(key, int) and indexed and overlaps(indexed.watches, keys.watches):
                     found.setdefault(key, Match(key, "near-duplicate text"))
         return list(found.values())
@@ -246,14 +294,23 @@ class Clusterer:
         That is the story's recent mentions plus the other posts of the same story in this
         batch. Call under the clustering lock, after :meth:`catch_up`.
         """
-        matches = [await self.match(session, keys, now=now) for keys in batch]
+        links = await self._same_links(session, batch, now=now)
+        matches: list[Match | None] = []
+        for position, keys in enumerate(batch):
+            found = self._found(keys, links.get(keys.canonical_url or "", []), _Batch())
+            matches.append(found[0] if found else None)
+            await _pause(position)
         sizes = await cluster_store.story_sizes(
             session, mention_ids=[m.mention_id for m in matches if m is not None]
         )
         siblings = NearDuplicates()
+        by_link: dict[str, list[int]] = {}
         for position, keys in enumerate(batch):
             if keys.minhash is not None:
                 siblings.add(position, keys.minhash)
+            if keys.canonical_url is not None:
+                by_link.setdefault(keys.canonical_url, []).append(position)
+            await _pause(position)
         result = []
         for position, keys in enumerate(batch):
             similar = {
@@ -262,14 +319,13 @@ class Clusterer:
                 if isinstance(key, int)
             }
             if keys.canonical_url is not None:
-                similar.update(
-                    i for i, other in enumerate(batch) if other.canonical_url == keys.canonical_url
-                )
+                similar.update(by_link[keys.canonical_url])
             similar.discard(position)
             same_story = sum(1 for i in similar if overlaps(batch[i].watches, keys.watches))
             match = matches[position]
             earlier = sizes.get(match.mention_id, 1) if match is not None else 0
             result.append(1 + same_story + earlier)
+            await _pause(position)
         return result
 
     async def file(
@@ -278,34 +334,79 @@ class Clusterer:
         *,
         mentions: Sequence[tuple[Mention, StoryKeys]],
         now: datetime,
+        new_leads: set[int] | None = None,
     ) -> list[Filed]:
         """Store new mentions, each as a new story (alerted) or joined to its story.
 
         Takes the clustering lock for the rest of the transaction. If the transaction fails
         after this, call :meth:`reset`: the index may hold mentions that were never stored.
+
+        ``new_leads``: the stories started by earlier parts of the same poll, when a poll files
+        its mentions in several transactions; this call adds the ones it starts.
+
+        Every story decision is made in memory first (links and signatures of the stored
+        mentions and of the batch's earlier posts), then the batch is stored with one INSERT
+        per few hundred rows, so a burst costs a handful of statements, not several per post.
         """
         await cluster_store.lock_clustering(session)
         await self.catch_up(session, now=now)
-        filed = []
         # Stories this batch starts: their alert is not out yet, and the velocity in their
         # priority already counts the copies in the batch, so those copies earn no note.
-        new_leads: set[int] = set()
-        for mention, keys in mentions:
-            found = await self.matches(session, keys, now=now)
+        quiet = new_leads if new_leads is not None else set()
+        fresh = await self._unstored(session, mentions)
+        links = await self._same_links(session, [keys for _, keys in fresh], now=now)
+        batch = _Batch()
+        decided: list[list[Match]] = []
+        for position, (mention, keys) in enumerate(fresh):
+            found = self._found(keys, links.get(keys.canonical_url or "", []), batch)
             if found:
                 mention.state = MentionState.MERGED
-            stored = await mention_store.add_mentions(session, mentions=[mention])
-            if not stored:
-                continue  # another poller stored this very post first
+            batch.add(-position - 1, mention, keys)  # its id is not known until it is stored
+            decided.append(found)
+            await _pause(position)
+        stored = await mention_store.insert_new_mentions(
+            session, mentions=[mention for mention, _ in fresh]
+        )
+        if len(stored) != len(fresh):
+            # Every mention is inserted under the clustering lock (bot/mutes.py takes it too),
+            # after the check above: nothing else can have stored one of these since.
+            raise RuntimeError("mentions were stored by someone else under the clustering lock")
+        ids = {-position - 1: mention.id for position, (mention, _) in enumerate(fresh)}
+        filed = []
+        for (mention, keys), found in zip(fresh, decided, strict=True):
+            found = [Match(ids.get(m.mention_id) or m.mention_id, m.how) for m in found]
             self._remember(mention, keys)
             if not found:
-                await self._alert(session, mention)
+                self._alert(session, mention)
                 assert mention.id is not None
-                new_leads.add(mention.id)
+                quiet.add(mention.id)
             else:
-                await self._join(session, mention, found, now=now, quiet=new_leads)
+                await self._join(session, mention, found, now=now, quiet=quiet)
             filed.append(Filed(mention, found[0] if found else None))
         return filed
+
+    async def _unstored(
+        self, session: AsyncSession, mentions: Sequence[tuple[Mention, StoryKeys]]
+    ) -> list[tuple[Mention, StoryKeys]]:
+        """The mentions not stored yet: another poller may have stored the same post first."""
+        by_origin: dict[str, list[str]] = {}
+        for mention, _ in mentions:
+            by_origin.setdefault(mention.origin, []).append(mention.external_id)
+        stored = {
+            (origin, external_id)
+            for origin, external_ids in by_origin.items()
+            for external_id in await mention_store.stored_external_ids(
+                session, origin=origin, external_ids=external_ids
+            )
+        }
+        fresh: list[tuple[Mention, StoryKeys]] = []
+        seen: set[tuple[str, str]] = set()
+        for mention, keys in mentions:
+            key = (mention.origin, mention.external_id)
+            if key not in stored and key not in seen:
+                seen.add(key)
+                fresh.append((mention, keys))
+        return fresh
 
     async def refresh(
         self, session: AsyncSession, *, known: Sequence[KnownPost], now: datetime
@@ -342,9 +443,10 @@ class Clusterer:
             notes += 1
         return notes
 
-    async def _alert(self, session: AsyncSession, mention: Mention) -> None:
+    def _alert(self, session: AsyncSession, mention: Mention) -> None:
+        # Staged, not flushed one by one: the batch's events and alerts go out in bulk.
         assert mention.id is not None
-        await mention_store.add_event(
+        mention_store.stage_event(
             session,
             mention_id=mention.id,
             actor=None,

@@ -16,6 +16,7 @@ from bot.answers import AnswersCommand, parse_answers
 from bot.command_text import no_more, shorten
 from bot.digest_commands import DigestCommand, parse_digest
 from bot.errors import CommandError
+from bot.mrkdwn import clean, escape
 from bot.queue_commands import HEADS as QUEUE_HEADS
 from bot.queue_commands import QueueCommand, parse_queue_command
 from bot.sla_commands import SlaCommand, parse_oncall, parse_sla
@@ -174,6 +175,9 @@ Command = (
 
 
 def normalize_slack_text(text: str) -> str:
+    # Invisible characters would make "ac\u200bme" a query that never matches, and come back
+    # in replies where nobody can see them.
+    text = clean(text)
     text = _CHANNEL_REF.sub(lambda m: f"<#{m.group(1)}>", text)
     text = _USER_REF.sub(lambda m: f"<@{m.group(1)}>", text)
     text = _LINK.sub(lambda m: m.group(2) or m.group(1), text)
@@ -399,8 +403,10 @@ def parse_sources(value: str, *, allow_private: bool = False) -> tuple[str, ...]
         try:
             spec = normalize_source(part, allow_private=allow_private)
         except UnknownSource as exc:
+            # The reason quotes what was typed, and the list has "<feed url>": both are text.
             raise CommandError(
-                f"{exc} Supported sources: {SUPPORTED_SOURCES}.", example=WATCH_ADD_EXAMPLE
+                f"{escape(str(exc))} Supported sources: {escape(SUPPORTED_SOURCES)}.",
+                example=WATCH_ADD_EXAMPLE,
             ) from None
         if spec not in normalized:
             normalized.append(spec)

@@ -12,7 +12,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import answers, digest_commands, sla_commands
+from bot import answers, digest_commands, job_status, sla_commands
 from bot import command_parser as cp
 from bot import queue_commands as qc
 from bot.catalog import compiled_query
@@ -50,6 +50,8 @@ from watchers.query import PostFields
 from watchers.registry import source_url
 
 log = logging.getLogger(__name__)
+
+MAX_CONTEXT_TEXT = 3000  # Slack's limit for one text object
 
 ADMIN_ONLY = (
     cp.WatchAdd,
@@ -381,7 +383,13 @@ class CommandService:
             states = _group(await watch_store.source_states(session))
             pending = await mention_store.pending_alert_count_by_department(session)
             queued = await outbox.pending_count(session)
-        return status_reply(watches, states, pending_alerts=pending, outbox_pending=queued)
+            scheduler = await job_status.load(session)
+        reply = status_reply(watches, states, pending_alerts=pending, outbox_pending=queued)
+        # In the closing context block: the reply already holds as many blocks as Slack allows.
+        reply.blocks[-1]["elements"].append(
+            {"type": "mrkdwn", "text": job_status.summary(scheduler)[:MAX_CONTEXT_TEXT]}
+        )
+        return reply
 
 
 def _test_matches(

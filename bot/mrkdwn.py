@@ -33,6 +33,8 @@ _INVISIBLE = frozenset(
 )
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,39}")
+# A scheme and "//" (or "www."): what makes a reader take a label for the link's address.
+_LOOKS_LIKE_URL = re.compile(r"[a-z][a-z0-9+.-]*\s*:\s*//|\bwww\.", re.IGNORECASE)
 # What may stay unencoded in each URL part: RFC 3986 unreserved and sub-delims, plus "%" so
 # existing escapes are not encoded twice. Everything else, notably "<", ">", "|", whitespace
 # and non-ASCII, is percent-encoded, so the URL cannot end a <url|label> token early.
@@ -252,15 +254,24 @@ def safe_url(url: str | None) -> str | None:
 
 
 def link(url: str | None, label: str) -> str:
-    """A ``<url|label>`` link if ``url`` is a safe http(s) URL, else just the escaped label."""
+    """A ``<url|label>`` link if ``url`` is a safe http(s) URL, else just the escaped label.
+
+    A label that itself reads as a URL (``https://bank.example`` over a link to somewhere
+    else) is how links are disguised, so such a label is shown as text and followed by a
+    link named after the host it really goes to.
+    """
     # "|" has no escape in mrkdwn; a look-alike keeps the label from being split.
     text = escape(label).replace("|", "∣")
     target = safe_url(url)
     if target is None:
         return text
+    host = escape(urlsplit(target).hostname or target)
+    href = target.replace("&", "&amp;")
     if not text.strip():
-        text = escape(urlsplit(target).hostname or target)
-    return f"<{target.replace('&', '&amp;')}|{text}>"
+        return f"<{href}|{host}>"
+    if _LOOKS_LIKE_URL.search(text):
+        return f"{text} <{href}|{host}>"
+    return f"<{href}|{text}>"
 
 
 def is_user_id(value: str | None) -> bool:

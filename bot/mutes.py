@@ -46,6 +46,7 @@ from bot.queue_commands import (
     normalize_mute_value,
 )
 from bot.replies import Reply, error_reply, text_reply
+from storage import clusters as cluster_store
 from storage import leads as lead_store
 from storage import mentions as mention_store
 from storage import mutes as mute_store
@@ -130,6 +131,9 @@ async def set_aside_muted(
             mention.minhash = None
             muted.append((mention, rule.id))
         if muted:
+            # Mentions are only ever inserted under the clustering lock, so a poller filing
+            # the same post in bulk (bot/clustering.py) never races with this insert.
+            await cluster_store.lock_clustering(session)
             stored = await mute_store.store_muted(session, muted=muted, now=now)
             log.info("muted %d new mention(s) at ingest", len(stored))
     return kept
@@ -161,7 +165,7 @@ def mutes_reply(rules: Sequence[MuteRule], *, total: int) -> Reply:
             text=MarkdownTextObject(text=f"*Mute rules ({total})*\n" + "\n".join(lines)[:2900])
         ).to_dict()
     ]
-    note = "`/earful unmute <number>` removes one."
+    note = "`/earful unmute &lt;number&gt;` removes one."
     if total > len(rules):
         note = f"Showing the newest {len(rules)}. " + note
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=note)]).to_dict())

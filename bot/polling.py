@@ -20,10 +20,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import metrics
 from bot.catalog import SourceWatches, WatchCatalog, compiled_query
-from bot.clustering import Clusterer, KnownPost, StoryKeys, post_text, story_keys
+from bot.clustering import Clusterer, Filed, KnownPost, StoryKeys, post_text, story_keys
+from bot.logs import start_correlation
 from bot.mutes import set_aside_muted
-from bot.scoring import ScoreInput, Scorer
+from bot.scoring import Hits, ScoreInput, Scorer
 from storage import clusters as cluster_store
 from storage import mentions as mention_store
 from storage import posts as post_store
@@ -43,6 +45,11 @@ from watchers.source_settings import SourceSettings
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
+# Mentions filed per transaction. A burst of thousands is stored in many short transactions
+# rather than one long one, during which a SQLite database would answer nothing else.
+MENTIONS_PER_TRANSACTION = 100
+KEPT_POSTS_PER_TRANSACTION = 500
+YIELD_EVERY = 100  # posts handled between two chances for the event loop to answer Slack
 MAX_BACKOFF = timedelta(hours=6)
 
 
@@ -67,23 +74,36 @@ class Found:
 
 
 def match_posts(catalog: SourceWatches, posts: Sequence[Post]) -> list[Found]:
+    """The posts that match a watch of ``catalog``, matched here (the poller matches in its
+    scoring pool, see :meth:`Poller._match`)."""
     found = []
     for post in posts:
-        haystack = f"{post.title}\n{post.text}" if post.title else post.text
         fields = PostFields(
             source=post.source, author=post.author, language=post.language, url=post.url
         )
-        hits = catalog.matcher.match(haystack, fields)
-        if not hits:
-            continue
-        ids = [int(key) for key, _ in hits]  # type: ignore[call-overload]
-        terms: dict[str, None] = {}
-        for _, match in hits:
-            terms.update(dict.fromkeys(match.terms))
-        primary = catalog.primary(ids)
-        others = tuple(catalog.watches[i] for i in ids if i != primary.id)
-        found.append(Found(post, primary, (primary, *others), tuple(terms)))
+        hits = [
+            (int(key), match.terms)  # type: ignore[call-overload]
+            for key, match in catalog.matcher.match(post_text(post), fields)
+        ]
+        if hits:
+            found.append(_found(catalog, post, hits))
     return found
+
+
+def _found(catalog: SourceWatches, post: Post, hits: Hits) -> Found:
+    ids = [watch_id for watch_id, _ in hits]
+    terms: dict[str, None] = {}
+    for _, matched in hits:
+        terms.update(dict.fromkeys(matched))
+    primary = catalog.primary(ids)
+    others = tuple(catalog.watches[i] for i in ids if i != primary.id)
+    return Found(post, primary, (primary, *others), tuple(terms))
+
+
+async def _pause(position: int) -> None:
+    """Let the event loop answer Slack every so many posts of a long loop over a burst."""
+    if position % YIELD_EVERY == YIELD_EVERY - 1:
+        await asyncio.sleep(0)
 
 
 def next_poll_after_failure(
@@ -132,11 +152,13 @@ class Poller:
         if not due:
             return []
         outcomes = await asyncio.gather(*(self._guarded(watch, state) for watch, state in due))
+        metrics.polls_finished(outcomes)
         if any(outcome.new_mentions or outcome.refreshed for outcome in outcomes):
             self._on_outbox()
         return list(outcomes)
 
     async def _guarded(self, watch: Watch, state: SourceStateRow) -> PollOutcome:
+        start_correlation("poll", source=metrics.source_label(state.source))  # a task per poll
         async with self._semaphore:
             try:
                 return await self.poll(watch, state)
@@ -160,19 +182,27 @@ class Poller:
             return await self._record_failure(
                 watch, state, str(exc) or type(exc).__name__, getattr(exc, "retry_after", None)
             )
+        return await self.ingest(watch, state, result)
+
+    async def ingest(self, watch: Watch, state: SourceStateRow, result: FetchResult) -> PollOutcome:
+        """Everything after the fetch: match, skip known, score, store, queue the alerts, and
+        record the poll (bench/ingest.py measures this on its own)."""
+        assert state.id is not None and watch.id is not None
         watches = await self._catalog.for_source(state.source, must_include=watch.id)
         namespace = origin(state.source)
-        fresh, known = await self._unseen(namespace, match_posts(watches, result.posts))
+        fresh, known = await self._unseen(namespace, await self._match(watches, result.posts))
         signed = await self._scorer.sign([post_text(item.post) for item in fresh])
-        keys = [
-            story_keys(
-                item.post,
-                origin=namespace,
-                watches=[watch.name for watch in item.watches],
-                signed=signature,
+        keys = []
+        for position, (item, signature) in enumerate(zip(fresh, signed, strict=True)):
+            keys.append(
+                story_keys(
+                    item.post,
+                    origin=namespace,
+                    watches=[watch.name for watch in item.watches],
+                    signed=signature,
+                )
             )
-            for item, signature in zip(fresh, signed, strict=True)
-        ]
+            await _pause(position)
         velocities = await self._velocities(keys)
         enrichments = await self._scorer.score(
             [
@@ -191,27 +221,37 @@ class Poller:
             routing=self._catalog.routing,
         )
         now = self._clock()
-        mentions = [
-            (_mention(item, scores, story, source=state.source, now=now), story)
-            for item, scores, story in zip(fresh, enrichments, keys, strict=True)
-        ]
+        mentions = []
+        for position, (item, scores, story) in enumerate(
+            zip(fresh, enrichments, keys, strict=True)
+        ):
+            mentions.append((_mention(item, scores, story, source=state.source, now=now), story))
+            await _pause(position)
         # Muted posts are stored here, out of every story and queue; the rest go on.
         mentions = await set_aside_muted(self._db, mentions, now=now)
+        filed = await self._file(mentions, now=now)
+        for start in range(0, len(result.posts), KEPT_POSTS_PER_TRANSACTION):
+            async with self._db.session() as session:
+                await post_store.add_posts(
+                    session,
+                    posts=[
+                        _kept_post(post, state.source, now)
+                        for post in result.posts[start : start + KEPT_POSTS_PER_TRANSACTION]
+                    ],
+                )
         try:
             async with self._db.session() as session:
-                # The story decisions first: they take the clustering lock for this transaction,
-                # and every poller takes it before writing anything else.
-                filed = await self._clusterer.file(session, mentions=mentions, now=now)
+                # Like filing, traction notes decide under the clustering lock, taken first.
+                await cluster_store.lock_clustering(session)
                 refreshed = await self._clusterer.refresh(session, known=known, now=now)
-                await post_store.add_posts(
-                    session, posts=[_kept_post(post, state.source, now) for post in result.posts]
-                )
+                # Last: a crash before this re-reads the same posts, and those already stored
+                # are known then (skipped, never alerted twice).
                 await self._record_success(session, watch, state, result, now, len(filed))
         except BaseException:
-            # The in-memory index may hold mentions this rolled-back transaction never stored.
             self._clusterer.reset()
             raise
         stored = [item.mention for item in filed]
+        metrics.mentions_stored(stored)
         if stored:
             joined = sum(1 for item in filed if item.joined is not None)
             log.info(
@@ -224,6 +264,55 @@ class Poller:
         return PollOutcome(
             watch.name, state.source, len(result.posts), len(stored), None, refreshed
         )
+
+    async def _match(self, catalog: SourceWatches, posts: Sequence[Post]) -> list[Found]:
+        """:func:`match_posts`, with the matching itself in the scoring pool."""
+        hits = await self._scorer.match(
+            catalog.rules,
+            [
+                (
+                    post_text(post),
+                    PostFields(
+                        source=post.source, author=post.author, language=post.language, url=post.url
+                    ),
+                )
+                for post in posts
+            ],
+        )
+        found = []
+        for position, (post, post_hits) in enumerate(zip(posts, hits, strict=True)):
+            if post_hits:
+                found.append(_found(catalog, post, post_hits))
+            await _pause(position)
+        return found
+
+    async def _file(
+        self, mentions: Sequence[tuple[Mention, StoryKeys]], *, now: datetime
+    ) -> list[Filed]:
+        """Store new mentions and their alerts, a few at a time.
+
+        Each part is its own short transaction, so Slack's requests (and, on SQLite, anything
+        that writes) get the database in between instead of waiting for a whole burst. A crash
+        between parts loses nothing: the poll's state is recorded after the last part, so the
+        same posts are read again, and those already stored are known then.
+        """
+        filed: list[Filed] = []
+        new_leads: set[int] = set()  # the poll's new stories: their copies earn no note
+        for start in range(0, len(mentions), MENTIONS_PER_TRANSACTION):
+            part = mentions[start : start + MENTIONS_PER_TRANSACTION]
+            try:
+                async with self._db.session() as session:
+                    # The story decisions take the clustering lock for this transaction, and
+                    # every poller takes it before writing anything else.
+                    filed += await self._clusterer.file(
+                        session, mentions=part, now=now, new_leads=new_leads
+                    )
+            except BaseException:
+                # The in-memory index may hold mentions this rolled-back transaction never
+                # stored.
+                self._clusterer.reset()
+                raise
+        return filed
 
     async def _velocities(self, keys: Sequence[StoryKeys]) -> list[int]:
         """How many posts of each new post's story arrived recently (see watchers/priority)."""

@@ -197,7 +197,8 @@ def watch_list_reply(
 ) -> Reply:
     if not watches:
         return text_reply(
-            'No watches yet. Add one with `/earful watch add <name> "<query>" sources=rss:<url>`.'
+            "No watches yet. Add one with "
+            '`/earful watch add &lt;name&gt; "&lt;query&gt;" sources=rss:&lt;url&gt;`.'
         )
     blocks = [HeaderBlock(text=f"Watches ({len(watches)})").to_dict()]
     room = MAX_BLOCKS - 2
@@ -229,7 +230,7 @@ def routes_reply(
     blocks = [
         HeaderBlock(text="Department channels").to_dict(),
         _section("\n".join(lines)),
-        _context("Change one with `/earful route <department> #channel`."),
+        _context("Change one with `/earful route &lt;department&gt; #channel`."),
         DividerBlock().to_dict(),
         HeaderBlock(text="Routing rules").to_dict(),
     ]
@@ -238,8 +239,8 @@ def routes_reply(
     blocks.append(
         _context(
             f":pencil2: marks a team rule ({len(edits)} in all). Change one with "
-            "`/earful route <intent> <kind> <department> [cc=…]`, undo it with "
-            "`/earful route reset <intent> <kind>`."
+            "`/earful route &lt;intent&gt; &lt;kind&gt; &lt;department&gt; [cc=…]`, undo it with "
+            "`/earful route reset &lt;intent&gt; &lt;kind&gt;`."
         )
     )
     blocks.append(editor_button())
@@ -287,7 +288,7 @@ def leads_reply(leads: Mapping[str, str]) -> Reply:
         _section("\n".join(lines)),
         _context(
             "A lead may answer, resolve, dismiss or reroute any mention of their department. "
-            "Change one with `/earful lead <department> @person` (admins only)."
+            "Change one with `/earful lead &lt;department&gt; @person` (admins only)."
         ),
     ]
     text = "Department leads: " + (
@@ -375,6 +376,9 @@ def watch_test_reply(
     if len(matches) > shown:
         blocks.append(_context(f"…and {len(matches) - shown} more."))
     blocks.append(
-        _context('Nothing is saved. Add it with `/earful watch add <name> "<query>" sources=…`.')
+        _context(
+            "Nothing is saved. Add it with "
+            '`/earful watch add &lt;name&gt; "&lt;query&gt;" sources=…`.'
+        )
     )
     return Reply(text=f"Query test: {len(matches)} of {examined} recent posts match", blocks=blocks)

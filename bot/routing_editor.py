@@ -183,7 +183,7 @@ class RoutingEditor:
             log.warning("views.open failed: %s", exc.response.get("error"))
             return error_reply(
                 "Slack did not open the routing editor (it allows 3 seconds). Try again, or use "
-                "`/earful route <intent> <kind> <department>`.",
+                "`/earful route &lt;intent&gt; &lt;kind&gt; &lt;department&gt;`.",
                 example=cp.ROUTE_RULE_EXAMPLE,
             )
         except Exception as exc:

@@ -1,7 +1,8 @@
 """Scoring bursts of posts off the event loop.
 
-VADER and the intent rules are pure Python: in a thread they would still hold the GIL and
-slow every ack, so by default they run in a small process pool.
+VADER, the intent rules, matching against every watch and MinHash signatures are pure Python:
+in a thread they would still hold the GIL and slow every ack, so by default they run in a small
+process pool.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from functools import partial
 from watchers.dedup import signature, to_bytes
 from watchers.departments import Department, WatchKind
 from watchers.enrich import Enrichment, enrich
+from watchers.matcher import Matcher, MatchRules, build_matcher
+from watchers.query import PostFields
 from watchers.routing import RoutingTable
 
 
@@ -54,6 +57,28 @@ def sign_batch(texts: Sequence[str]) -> list[bytes | None]:
     return [to_bytes(minhash) if minhash is not None else None for minhash in signatures]
 
 
+# Matchers a worker built, by MatchRules.key: the rules travel with every batch (plain data),
+# the automaton is built once per worker per change of the watches.
+_matchers: dict[str, Matcher] = {}
+_MATCHERS_KEPT = 16  # sources with different watch sets
+# What one post matched: (watch id, the terms that matched) per watch, in rule order.
+Hits = list[tuple[int, tuple[str, ...]]]
+
+
+def match_batch(rules: MatchRules, items: Sequence[tuple[str, PostFields]]) -> list[Hits]:
+    """Match texts (title and text joined) against the watches ``rules`` describe."""
+    matcher = _matchers.get(rules.key)
+    if matcher is None:
+        matcher, _ = build_matcher(rules.specs)
+        if len(_matchers) >= _MATCHERS_KEPT:
+            _matchers.pop(next(iter(_matchers)))
+        _matchers[rules.key] = matcher
+    return [
+        [(int(key), found.terms) for key, found in matcher.match(text, fields)]  # type: ignore[call-overload]
+        for text, fields in items
+    ]
+
+
 def _warm_up() -> None:
     # Build VADER's lexicon and the compiled intent rules once per worker, not per batch.
     score_batch([ScoreInput(None, "warm up", WatchKind.BRAND, None, None)])
@@ -86,6 +111,17 @@ class Scorer:
         for start in range(0, len(items), chunk):
             batch = list(items[start : start + chunk])
             results.extend(await loop.run_in_executor(self._executor, work, batch))
+        return results
+
+    async def match(
+        self, rules: MatchRules, items: Sequence[tuple[str, PostFields]], *, chunk: int = 500
+    ) -> list[Hits]:
+        """Which watches each post matches, off the event loop like scoring."""
+        loop = asyncio.get_running_loop()
+        results: list[Hits] = []
+        for start in range(0, len(items), chunk):
+            batch = list(items[start : start + chunk])
+            results.extend(await loop.run_in_executor(self._executor, match_batch, rules, batch))
         return results
 
     async def sign(self, texts: Sequence[str], *, chunk: int = 500) -> list[bytes | None]:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from watchers.source_settings import SourceSettings
 
 # Matches the placeholders in .env.example, so a copied-but-unedited file is caught early.
 _PLACEHOLDER = re.compile(r"(your-|change-?me|replace-?me|placeholder|\.\.\.)", re.IGNORECASE)
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_REPLICA_ID = re.compile(r"^[A-Za-z0-9._:-]{1,48}$")
 
 
 class Settings(BaseSettings):
@@ -80,6 +82,11 @@ class Settings(BaseSettings):
         default="https://itunes.apple.com/", validation_alias="EARFUL_APPSTORE_URL"
     )
     log_level: str = Field(default="INFO", validation_alias="EARFUL_LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field(
+        default="text", validation_alias="EARFUL_LOG_FORMAT"
+    )
+    # /metrics shares the public port with /slack/events; set a token to keep it private.
+    metrics_token: SecretStr | None = Field(default=None, validation_alias="EARFUL_METRICS_TOKEN")
     poll_tick_seconds: float = Field(
         default=5.0, gt=0, le=300, validation_alias="EARFUL_POLL_TICK_SECONDS"
     )
@@ -92,6 +99,29 @@ class Settings(BaseSettings):
         le=32,
         validation_alias=AliasChoices("EARFUL_SCORING_WORKERS"),
         description="processes that score bursts of posts; 0 scores in a thread",
+    )
+    # Slack allows about one message a second per channel; tests make it shorter.
+    slack_channel_interval_seconds: float = Field(
+        default=1.0, ge=0, le=60, validation_alias="EARFUL_SLACK_CHANNEL_INTERVAL"
+    )
+    # How long a Slack Web API call may take before the client gives up (and the outbox
+    # retries, looking first for what a late-answered post may have left).
+    slack_timeout_seconds: int = Field(
+        default=15, ge=1, le=120, validation_alias="EARFUL_SLACK_TIMEOUT"
+    )
+    # Replicas (bot/leader.py): one leader runs the jobs and the outbox, elected in PostgreSQL.
+    replica_id: str | None = Field(default=None, validation_alias="EARFUL_REPLICA_ID")
+    leader_retry_seconds: float = Field(
+        default=5.0, gt=0, le=30, validation_alias="EARFUL_LEADER_RETRY_SECONDS"
+    )
+    leader_check_seconds: float = Field(
+        default=5.0, gt=0, le=20, validation_alias="EARFUL_LEADER_CHECK_SECONDS"
+    )
+    job_intervals: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict, validation_alias="EARFUL_JOB_INTERVALS"
+    )
+    job_stuck_seconds: float = Field(
+        default=900.0, gt=0, le=86_400, validation_alias="EARFUL_JOB_STUCK_SECONDS"
     )
 
     @field_validator("slack_bot_token")
@@ -198,6 +228,42 @@ class Settings(BaseSettings):
             appstore_url=self.appstore_url,
         )
 
+    @field_validator("replica_id", mode="before")
+    @classmethod
+    def _replica_id(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None  # bot/leader.py names the replica after its host and process
+        replica = str(value).strip()
+        if not _REPLICA_ID.match(replica):
+            raise ValueError("must be 1-48 letters, digits, dots, dashes, underscores or colons")
+        return replica
+
+    @field_validator("job_intervals", mode="before")
+    @classmethod
+    def _job_intervals(cls, value: Any) -> Any:
+        from bot.jobs import JobId
+
+        if value is None or isinstance(value, dict):
+            pairs = dict(value or {})
+        else:
+            pairs = {}
+            for part in (p for p in re.split(r"[\s,]+", str(value)) if p):
+                name, _, seconds = part.partition("=")
+                pairs[name] = seconds
+        known = {job.value for job in JobId}
+        intervals: dict[str, float] = {}
+        for name, seconds in pairs.items():
+            if name not in known:
+                raise ValueError(f"{name!r} is not a job; the jobs are {', '.join(sorted(known))}")
+            try:
+                interval = float(seconds)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} needs a number of seconds, like {name}=60") from None
+            if not 0 < interval <= 86_400:
+                raise ValueError(f"{name} must run between every 0 and 86400 seconds")
+            intervals[name] = interval
+        return intervals
+
     @field_validator("admins", mode="before")
     @classmethod
     def _admins(cls, value: Any) -> Any:
@@ -221,6 +287,24 @@ class Settings(BaseSettings):
             raise ValueError(str(exc)) from exc
         return value
 
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: Any) -> Any:
+        log_format = str(value).strip().lower()
+        if log_format not in {"text", "json"}:
+            raise ValueError("must be text or json")
+        return log_format
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _metrics_token(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        token = str(value).strip()
+        if len(token) < 16:
+            raise ValueError("is too short to be a secret: use 16 characters or more")
+        return token
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -232,6 +316,19 @@ class Settings(BaseSettings):
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
+
+    def secret_values(self) -> list[str]:
+        """Every secret this configuration holds, for the log filter to blot out wherever a
+        library or an error message echoes one (tokens, keys, the database password)."""
+        values = [
+            value.get_secret_value()
+            for value in vars(self).values()
+            if isinstance(value, SecretStr) and value.get_secret_value()
+        ]
+        password = make_url(self.database_url).password
+        if password:
+            values.append(str(password))
+        return values
 
 
 class SettingsError(Exception):

@@ -84,6 +84,40 @@ async def with_canonical_url(
     return [(cast(int, row[0]), tuple(row[1] or ())) for row in (await session.execute(stmt)).all()]
 
 
+async def with_canonical_urls(
+    session: AsyncSession, *, canonical_urls: Sequence[str], since: datetime, limit: int = 20
+) -> dict[str, list[tuple[int, tuple[str, ...]]]]:
+    """:func:`with_canonical_url` for many links at once: link → its (id, watches)."""
+    found: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
+    urls = list(dict.fromkeys(canonical_urls))
+    for start in range(0, len(urls), 500):
+        # The oldest ``limit`` per link, numbered in the database, so a link shared thousands
+        # of times costs ``limit`` rows, not thousands.
+        ranked = (
+            select(
+                col(Mention.id).label("id"),
+                col(Mention.watches).label("watches"),
+                col(Mention.canonical_url).label("url"),
+                func.row_number()
+                .over(partition_by=col(Mention.canonical_url), order_by=col(Mention.id))
+                .label("rank"),
+            )
+            .where(
+                col(Mention.canonical_url).in_(urls[start : start + 500]),
+                col(Mention.found_at) >= since,
+            )
+            .subquery()
+        )
+        stmt = (
+            select(ranked.c.id, ranked.c.watches, ranked.c.url)
+            .where(ranked.c.rank <= limit)
+            .order_by(ranked.c.id)
+        )
+        for mention_id, watches, url in (await session.execute(stmt)).all():
+            found.setdefault(str(url), []).append((int(mention_id), tuple(watches or ())))
+    return found
+
+
 async def story_sizes(session: AsyncSession, *, mention_ids: Sequence[int]) -> dict[int, int]:
     """For each mention, how many mentions its story has (1 for a story of one)."""
     if not mention_ids:

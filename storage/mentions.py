@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -16,6 +17,8 @@ from storage.upsert import insert_ignoring_conflicts
 # A note Earful adds to a story that keeps spreading (see bot/clustering.py). It changes no
 # state, so the card's state line ("Claimed by … at …") keeps describing the last real change.
 TRACTION_ACTION = "traction"
+# Rows per bulk INSERT: a mention has ~40 columns, and SQLite allows 32,766 parameters.
+_INSERT_CHUNK = 200
 
 
 async def add_mentions(session: AsyncSession, *, mentions: Sequence[Mention]) -> list[Mention]:
@@ -37,6 +40,43 @@ async def add_mentions(session: AsyncSession, *, mentions: Sequence[Mention]) ->
             mention.id = new_id
             stored.append(mention)
     return stored
+
+
+async def insert_new_mentions(
+    session: AsyncSession, *, mentions: Sequence[Mention]
+) -> list[Mention]:
+    """Store new mentions in bulk (one INSERT per few hundred rows); like :func:`add_mentions`,
+    those already stored (same origin and external id) are skipped by the unique constraint,
+    and the ones stored are returned with their ids, in the order given."""
+    if not mentions:
+        return []
+    table = Mention.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = (
+        insert_fn(table)
+        .on_conflict_do_nothing(index_elements=["origin", "external_id"])
+        .returning(table.c.id, table.c.origin, table.c.external_id)
+    )
+    ids: dict[tuple[str, str], int] = {}
+    for start in range(0, len(mentions), _INSERT_CHUNK):
+        rows = [m.model_dump(exclude={"id"}) for m in mentions[start : start + _INSERT_CHUNK]]
+        for new_id, origin, external_id in (await session.execute(stmt, rows)).all():
+            ids[(str(origin), str(external_id))] = int(new_id)
+    stored = []
+    for mention in mentions:
+        new_id = ids.pop((mention.origin, mention.external_id), None)
+        if new_id is not None:
+            mention.id = new_id
+            stored.append(mention)
+    return stored
+
+
+async def stored_external_ids(
+    session: AsyncSession, *, origin: str, external_ids: Sequence[str]
+) -> set[str]:
+    """Which of these posts of ``origin`` are already stored as mentions."""
+    return set(await known_posts(session, origin=origin, external_ids=external_ids))
 
 
 async def known_posts(
@@ -80,6 +120,30 @@ async def set_message(session: AsyncSession, *, mention_id: int, channel: str, t
     await session.execute(
         update(Mention).where(col(Mention.id) == mention_id).values(channel=channel, ts=ts)
     )
+
+
+def stage_event(
+    session: AsyncSession,
+    *,
+    mention_id: int,
+    actor: str | None,
+    action: str,
+    from_state: str | None,
+    to_state: str | None,
+    note: str | None = None,
+) -> Event:
+    """Like :func:`add_event`, without waiting for the event's id: it is written with the
+    session's next flush, together with the others staged before it (one INSERT for many)."""
+    event = Event(
+        mention_id=mention_id,
+        actor=actor,
+        action=action,
+        from_state=from_state,
+        to_state=to_state,
+        note=note,
+    )
+    session.add(event)
+    return event
 
 
 async def add_event(

@@ -95,6 +95,9 @@ class SourceState(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     consecutive_failures: int = 0
     next_poll_at: datetime | None = _ts(index=True)
+    # Set while a poller has it (storage/watches.claim_due_sources); a new leader clears every
+    # lease, since whoever held one is gone, so a poll cut short by a crash is retried at once.
+    leased_until: datetime | None = _ts()
     posts_seen: int = 0
     mentions_found: int = 0
 
@@ -316,6 +319,10 @@ class OutboxKind(StrEnum):
     THREAD_NOTE = "thread_note"  # a given text in a mention's alert thread (SLA pings)
     DIRECT_MESSAGE = "direct_message"  # a given text to one person (pings, reminders)
     ROUTE_POST = "route_post"  # a given text to a department's channel (SLA escalations)
+    # A burst of low-priority alerts grouped into one summary (see bot/delivery.py):
+    GROUP_SUMMARY = "group_summary"  # post the summary alert to the department's channel
+    GROUP_UPDATE = "group_update"  # re-render the summary's counts after more joined it
+    GROUP_LINES = "group_lines"  # one thread reply under the summary listing some members
 
 
 class OutboxStatus(StrEnum):
@@ -342,6 +349,33 @@ class OutboxItem(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = _created()
     done_at: datetime | None = _ts()
+
+
+class AlertGroup(SQLModel, table=True):
+    """A summary alert standing for a burst of low-priority mentions of one department."""
+
+    __tablename__ = "alert_group"
+    __table_args__ = (Index("ix_alert_group_department_updated_at", "department", "updated_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    department: str = Field(max_length=20)
+    channel: str | None = Field(default=None, max_length=32)  # set once the summary is posted
+    ts: str | None = Field(default=None, max_length=32)
+    size: int = 0
+    created_at: datetime = _created()
+    updated_at: datetime = _created()  # when mentions last joined
+
+
+class AlertGroupMember(SQLModel, table=True):
+    """A mention alerted as a line of a summary instead of its own card; unique per mention,
+    so no mention is ever listed in two summaries."""
+
+    __tablename__ = "alert_group_member"
+
+    id: int | None = Field(default=None, primary_key=True)
+    group_id: int = Field(foreign_key="alert_group.id", ondelete="CASCADE", index=True)
+    mention_id: int = Field(foreign_key="mention.id", ondelete="CASCADE", unique=True)
+    added_at: datetime = _created()
 
 
 class SlaPolicy(SQLModel, table=True):
@@ -519,3 +553,35 @@ class DigestSubscription(SQLModel, table=True):
     lease_until: datetime | None = _ts()
     attempts: int = 0
     last_error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class SeenSlackRequest(SQLModel, table=True):
+    """A signed Slack request already handled, kept while its signature could still be valid.
+
+    Replicas share this table so that a request captured and replayed to another replica within
+    Slack's five-minute window is refused there too. The signature is the key: it is an HMAC
+    of the timestamp and the body, so no two genuine requests share one.
+    """
+
+    __tablename__ = "seen_slack_request"
+
+    signature: str = Field(primary_key=True, max_length=80)
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+
+
+class JobRun(SQLModel, table=True):
+    """One finished run of a scheduled job: which replica ran it, when, and how it ended.
+
+    Only the elected leader runs jobs (bot/leader.py); these rows are how a new leader picks up
+    each job's rhythm where the old one stopped, and what ``/earful status`` shows.
+    """
+
+    __tablename__ = "job_run"
+    __table_args__ = (Index("ix_job_run_job_started_at", "job", "started_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=40)
+    replica: str = Field(max_length=64)
+    started_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    finished_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    error: str | None = Field(default=None, sa_column=Column(Text))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, func, select, update
+from sqlalchemy import CursorResult, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -117,26 +117,47 @@ async def claim_due_sources(
 ) -> list[tuple[Watch, SourceState]]:
     """Due sources of active watches, leased so that an overlapping tick does not poll them twice.
 
-    The lease moves ``next_poll_at`` forward; a finished poll sets the real next time. A poll
-    that dies mid-way is simply retried when the lease runs out.
+    A finished poll sets the next time and drops the lease. A poll that dies mid-way is retried
+    when its lease runs out, or at once when a new leader starts (``release_leases``).
     """
+    moment = utcnow()
     stmt = (
         select(SourceState, Watch)
         .join(Watch, col(Watch.id) == SourceState.watch_id)
-        .where(col(Watch.paused) == False, col(SourceState.next_poll_at) <= now)  # noqa: E712
+        .where(
+            col(Watch.paused) == False,  # noqa: E712
+            col(SourceState.next_poll_at) <= now,
+            or_(
+                col(SourceState.leased_until).is_(None),
+                col(SourceState.leased_until) <= moment,
+            ),
+        )
         .order_by(col(SourceState.next_poll_at))
         .limit(limit)
     )
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True, of=SourceState)
     rows = (await session.execute(stmt)).all()
-    leased_until = utcnow() + lease
     due: list[tuple[Watch, SourceState]] = []
     for state, watch in rows:
-        state.next_poll_at = leased_until
+        state.leased_until = moment + lease
         due.append((watch, state))
     await session.flush()
     return due
+
+
+async def release_leases(session: AsyncSession) -> int:
+    """Forget every lease: called by a replica that has just become the only poller, so any
+    lease left is a dead process's. How many there were."""
+    result = cast(
+        "CursorResult[Any]",
+        await session.execute(
+            update(SourceState)
+            .where(col(SourceState.leased_until).is_not(None))
+            .values(leased_until=None)
+        ),
+    )
+    return int(result.rowcount or 0)
 
 
 async def record_poll(
@@ -152,7 +173,11 @@ async def record_poll(
     posts_seen: int = 0,
     mentions_found: int = 0,
 ) -> None:
-    values: dict[str, object] = {"last_poll_at": now, "next_poll_at": next_poll_at}
+    values: dict[str, object] = {
+        "last_poll_at": now,
+        "next_poll_at": next_poll_at,
+        "leased_until": None,
+    }
     if error is None:
         values.update(
             last_success_at=now,

@@ -6,11 +6,21 @@ between polls and stores the posts.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
 RAW_PAYLOAD_CAP = 16_384  # characters of the source's own payload kept for debugging
+# What a post may carry into storage. A source is untrusted: a feed with a 1 MB guid would
+# otherwise break PostgreSQL's unique index (rows over ~2.7 kB) and fail the whole batch, and
+# nobody reads a 10 MB title. Caps are generous for every real post we have seen.
+MAX_EXTERNAL_ID = 512
+MAX_URL = 2_048
+MAX_AUTHOR = 200
+MAX_TITLE = 1_000
+MAX_TEXT = 40_000
+MAX_LANGUAGE = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +37,39 @@ class Post:
     language: str | None = None
     author_reach: int | None = None  # followers, karma, points, score where the source has it
     raw: str | None = None  # size-capped payload, for debugging only
+
+    def __post_init__(self) -> None:
+        # Every source builds posts through here, so the caps hold whatever a source forgets.
+        capped = {
+            "external_id": stable_id(self.external_id),
+            "url": self.url if self.url is None or len(self.url) <= MAX_URL else None,
+            "author": _clip(self.author, MAX_AUTHOR),
+            "title": _clip(self.title, MAX_TITLE),
+            "text": _clip(self.text, MAX_TEXT) or "",
+            "language": self.language if _fits(self.language, MAX_LANGUAGE) else None,
+            "raw": cap_raw(self.raw),
+        }
+        for name, value in capped.items():
+            if value is not getattr(self, name):
+                object.__setattr__(self, name, value)
+
+
+def stable_id(external_id: str) -> str:
+    """An id short enough to index; an over-long one becomes its digest, the same every poll
+    (a cut-off prefix could make two different posts one)."""
+    if len(external_id) <= MAX_EXTERNAL_ID:
+        return external_id
+    return "sha256:" + hashlib.sha256(external_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    if value is None or len(value) <= limit:
+        return value
+    return value[: limit - 1] + "…"
+
+
+def _fits(value: str | None, limit: int) -> bool:
+    return value is None or len(value) <= limit
 
 
 @dataclass(frozen=True, slots=True)

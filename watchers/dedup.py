@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Hashable, Iterable
+from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
@@ -160,11 +161,31 @@ def to_bytes(minhash: MinHash) -> bytes:
     return minhash.hashvalues.astype(np.uint64).tobytes()
 
 
+@lru_cache(maxsize=1)
+def _permutations() -> np.ndarray:
+    # Drawn from the default seed, as MinHash would for each new signature; shared, because
+    # drawing them is most of what building a MinHash costs, and a copy per indexed mention
+    # would be most of the index's memory.
+    return MinHash(num_perm=NUM_PERM, scheme=SCHEME).permutations
+
+
 def from_bytes(data: bytes) -> MinHash | None:
     values = np.frombuffer(data, dtype=np.uint64)
     if len(values) != NUM_PERM:
         return None  # written with other settings: ignore rather than compare apples to pears
-    return MinHash(num_perm=NUM_PERM, hashvalues=values, scheme=SCHEME)
+    return MinHash(hashvalues=values, permutations=_permutations(), scheme=SCHEME)
+
+
+@lru_cache(maxsize=8)
+def _bands(threshold: float) -> tuple[int, int]:
+    # datasketch derives the bands from the threshold by numerical integration, which costs
+    # milliseconds; an index is made per batch of posts, so the answer is kept.
+    lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+    return lsh.b, lsh.r
+
+
+def _lsh(threshold: float) -> MinHashLSH:
+    return MinHashLSH(threshold=threshold, num_perm=NUM_PERM, params=_bands(threshold))
 
 
 class NearDuplicates:
@@ -177,7 +198,7 @@ class NearDuplicates:
     def __init__(self, *, threshold: float = SIMILARITY, max_size: int | None = None) -> None:
         self._threshold = threshold
         self._max_size = max_size
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+        self._lsh = _lsh(threshold)
         self._signatures: dict[Hashable, MinHash] = {}
 
     def __len__(self) -> int:
@@ -208,7 +229,7 @@ class NearDuplicates:
             self._lsh.remove(key)
 
     def clear(self) -> None:
-        self._lsh = MinHashLSH(threshold=self._threshold, num_perm=NUM_PERM)
+        self._lsh = _lsh(self._threshold)
         self._signatures.clear()
 
     def matches(self, minhash: MinHash) -> list[tuple[float, Hashable]]:

@@ -56,6 +56,17 @@ class IntentRule:
     patterns: tuple[Pattern, ...]
     unless: tuple[re.Pattern[str], ...]  # spans where this intent's patterns do not count
     min_score: float
+    # All of ``patterns`` in one alternation: it matches somewhere exactly when one of them
+    # does, so one scan tells whether the rule needs its patterns run one by one. Most posts
+    # show one or two intents, so most rules stop at this scan.
+    any_pattern: re.Pattern[str] | None = None
+
+    def may_match(self, text: str) -> bool:
+        return self.any_pattern is None or self.any_pattern.search(text) is not None
+
+
+def _alternation(patterns: Iterable[Pattern]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p.regex.pattern})" for p in patterns), re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +164,7 @@ def parse_rules(data: Any, *, source: str = "<rules>") -> IntentRules:
         min_score = spec.get("min_score", 1.0)
         if not isinstance(min_score, int | float) or min_score <= 0:
             raise RulesError(f"{where}: min_score must be a positive number")
-        rules.append(IntentRule(intent, patterns, unless, float(min_score)))
+        rules.append(IntentRule(intent, patterns, unless, float(min_score), _alternation(patterns)))
     return IntentRules(rules=tuple(rules), title_weight=float(title_weight), source=source)
 
 
@@ -192,6 +203,8 @@ def _score(rule: IntentRule, segments: list[tuple[str, float]]) -> IntentHit | N
     # of evidence), heaviest first.
     candidates: list[tuple[float, int, int, int, int]] = []
     for seg_index, (text, multiplier) in enumerate(segments):
+        if not rule.may_match(text):
+            continue
         blocked = [m.span() for u in rule.unless for m in u.finditer(text)]
         for pat_index, pattern in enumerate(rule.patterns):
             for m in pattern.regex.finditer(text):

@@ -12,13 +12,30 @@ with how many watches it could concern, not with how many watches there are.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import ahocorasick
 
-from watchers.query import Match, Pattern, PostFields, Query, TextIndex
+from watchers.query import Match, Pattern, PostFields, Query, QuerySyntaxError, TextIndex, parse
+
+log = logging.getLogger(__name__)
+
+# A watch as the matcher needs it, in plain data that pickles cheaply to a worker process:
+# (watch id, query, exclusion query).
+RuleSpec = tuple[int, str, str | None]
+
+
+@lru_cache(maxsize=20_000)
+def compiled_query(text: str) -> Query:
+    return parse(text)
+
+
+def compiled_exclusion(text: str | None) -> Query | None:
+    return compiled_query(text) if text else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,3 +97,30 @@ class Matcher:
                 continue
             hits.append((rule.key, found))
         return hits
+
+
+@dataclass(frozen=True, slots=True)
+class MatchRules:
+    """The rules of a set of watches; ``key`` changes whenever they do, so a worker process
+    can keep the matcher it built from them."""
+
+    key: str
+    specs: tuple[RuleSpec, ...]
+
+
+def build_matcher(specs: Iterable[RuleSpec]) -> tuple[Matcher, set[int]]:
+    """The matcher over these rules, and the ids of the watches it holds; a saved query that
+    no longer parses is skipped."""
+    rules = []
+    for watch_id, query, exclude in specs:
+        try:
+            rule = WatchRule(
+                key=watch_id, query=compiled_query(query), exclude=compiled_exclusion(exclude)
+            )
+        except QuerySyntaxError:
+            # Saved queries were valid when saved; one that no longer parses (after a
+            # grammar change) must not stop the others.
+            log.exception("watch #%s has a query that no longer parses", watch_id)
+            continue
+        rules.append(rule)
+    return Matcher(rules), {int(rule.key) for rule in rules}  # type: ignore[call-overload]

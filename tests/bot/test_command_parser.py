@@ -156,7 +156,7 @@ def test_sources_of_every_kind_normalize() -> None:
     [
         ("hn:foo", "takes no value"),
         ("mastodon", "needs a value"),
-        ("reddit:python!", "reddit:r/<name>"),
+        ("reddit:python!", "reddit:r/&lt;name&gt;"),  # mrkdwn: shown as <name>
         ("appstore:abc", "numeric app id"),
         ("appstore:284882215:usa", "two-letter country"),
         ("mastodon:http://10.0.0.1", "private"),

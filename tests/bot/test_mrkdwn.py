@@ -295,3 +295,21 @@ def test_escape_round_trips_through_html_unescape() -> None:
     # Slack decodes exactly what html.unescape decodes for these three entities.
     raw = "<b> & </b> &amp;"
     assert html.unescape(mrkdwn.escape(raw)) == raw
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "https://good.example",
+        "Acme <https://evil.example|https://good.example> #8",
+        "pay at HTTPS : //bank.example now",
+        "see www.bank.example",
+        "[x](https://good.example)",
+    ],
+)
+def test_a_label_that_reads_as_a_url_is_not_the_link(label: str) -> None:
+    # Otherwise "https://good.example" could be the visible face of a link to anywhere.
+    result = mrkdwn.link("https://evil.example/x", label)
+    assert (
+        result == f"{mrkdwn.escape(label).replace('|', '∣')} <https://evil.example/x|evil.example>"
+    )

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import random
 
-from bot.polling import Poller
+from sqlalchemy import select
+from sqlmodel import col
+
+from bot.polling import MENTIONS_PER_TRANSACTION, Poller
 from bot.scoring import Scorer
+from storage import mentions as mention_store
 from storage import watches as watch_store
 from storage.db import Database
-from storage.models import Cluster, FetchedPost, Mention, MentionState, OutboxItem, OutboxKind
+from storage.models import (
+    Cluster,
+    Event,
+    FetchedPost,
+    Mention,
+    MentionState,
+    OutboxItem,
+    OutboxKind,
+)
 from tests.support.feeds import FeedItem, FeedServer, rss
 from tests.support.local_http import local_policy
 from watchers.departments import WatchKind
@@ -152,3 +164,56 @@ async def test_a_burst_of_one_story_raises_the_priority(
     # The same text without the burst: one level lower.
     alone = enrich(title=None, text=retold[0], kind=WatchKind.BRAND)
     assert lead.priority < alone.priority.value, (lead.priority, alone.priority)
+
+
+async def test_a_burst_filed_in_several_transactions_is_one_poll(
+    db: Database, feed_server: FeedServer
+) -> None:
+    """A burst is stored in several short transactions (MENTIONS_PER_TRANSACTION each), yet
+    the poll stays one batch: copies of a story started earlier in the same poll join it
+    without a traction note, as they would in a single transaction."""
+    rng = random.Random(3)
+    words = [
+        "alpha",
+        "bravo",
+        "charlie",
+        "delta",
+        "echo",
+        "foxtrot",
+        "golf",
+        "hotel",
+        "india",
+        "juliet",
+        "kilo",
+        "lima",
+    ]
+
+    def unrelated() -> str:
+        return "Acme " + " ".join(rng.choice(words) + str(rng.randrange(10**6)) for _ in range(12))
+
+    first_part = MENTIONS_PER_TRANSACTION
+    items = [FeedItem("lead", "", OUTAGE, "https://e.com/lead")]
+    items += [FeedItem(f"f{i}", "", unrelated(), f"https://e.com/f{i}") for i in range(first_part)]
+    # Three copies, filed in the next transaction: the story reaches 4 posts, past the first
+    # traction threshold (3), which would post a "spreading" note if they were a later poll.
+    items += [FeedItem(f"c{i}", "", f"{OUTAGE} {i}", f"https://e.com/c{i}") for i in range(3)]
+    url = feed_server.serve("/feed.xml", rss(items))
+    await add(db, "acme", "acme", "brand", f"rss:{url}")
+    async with HttpFetcher(local_policy()) as fetcher:
+        [outcome] = await Poller(db, fetcher=fetcher, scorer=Scorer(0)).tick()
+    assert outcome.error is None and outcome.new_mentions == len(items)
+    async with db.session() as session:
+        mentions = {m.external_id: m for m in (await session.execute(select(Mention))).scalars()}
+        [cluster] = (await session.execute(select(Cluster))).scalars().all()
+        traction = await session.execute(
+            select(Event).where(col(Event.action) == mention_store.TRACTION_ACTION)
+        )
+        replies = await session.execute(
+            select(OutboxItem).where(col(OutboxItem.kind) == OutboxKind.THREAD_REPLY)
+        )
+        assert traction.scalars().all() == [] and replies.scalars().all() == []
+    lead = mentions["lead"]
+    assert cluster.lead_mention_id == lead.id and cluster.size == 4
+    assert all(mentions[f"c{i}"].state == MentionState.MERGED for i in range(3))
+    assert all(mentions[f"c{i}"].cluster_id == cluster.id for i in range(3))
+    assert sum(1 for m in mentions.values() if m.state == MentionState.NEW) == 1 + first_part

@@ -433,6 +433,9 @@ class Call:
     # Filled in when the reply is sent; None while the call is still in flight.
     status: int | None = None
     response: dict[str, Any] | None = None
+    # time.monotonic() when the request arrived: for ordering and spacing invariants
+    # ("nothing to that channel before Retry-After"), never for performance assertions.
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def ok(self) -> bool:
@@ -445,6 +448,7 @@ class _Fault:
     error: str | None
     retry_after: int | None
     delay: float
+    channel: str | None = None  # only calls about this channel (Slack limits posts per channel)
 
 
 class SlackError(Exception):
@@ -722,15 +726,19 @@ class FakeSlackApi:
         retry_after: int | None = None,
         error: str | None = None,
         delay: float = 0,
+        channel: str | None = None,
     ) -> None:
         """Make the next `times` calls to `method` ("*" for any method) fail.
+
+        `channel`: only calls whose `channel` argument is this one, as Slack rate-limits
+        `chat.postMessage` per channel; calls about other channels go through.
 
         - `status=429`: HTTP 429, `Retry-After: retry_after` (default 1), `"ratelimited"`.
         - `status=5xx`: that HTTP status with `"internal_error"` (or `error`).
         - `error="channel_not_found"` alone: HTTP 200 `{"ok": false, "error": …}`, as Slack
           reports API errors.
-        - `delay` alone: the call is answered normally after `delay` seconds, and still takes
-          effect, like a Slack that posted the message but answered too late for the client.
+        - `delay` alone: the call takes effect at once but is answered only after `delay`
+          seconds, like a Slack that posted the message but answered too late for the client.
         - nothing at all: HTTP 500.
         """
         if times < 1:
@@ -742,7 +750,7 @@ class FakeSlackApi:
         if status == 429 and retry_after is None:
             retry_after = 1
         queue = self._faults.setdefault(method, deque())
-        queue.extend(_Fault(status, error, retry_after, delay) for _ in range(times))
+        queue.extend(_Fault(status, error, retry_after, delay, channel) for _ in range(times))
 
     def response_url(self) -> str:
         """A fresh `response_url` served by the fake; what is posted to it lands in `calls`
@@ -1026,9 +1034,7 @@ class FakeSlackApi:
             token=token,
         )
         self.calls.append(call)
-        fault = self._next_fault(method)
-        if fault is not None and fault.delay:
-            await asyncio.sleep(fault.delay)
+        fault = self._next_fault(method, args)
         headers: dict[str, str] = {}
         if fault is not None and fault.status is not None:
             status = fault.status
@@ -1042,6 +1048,9 @@ class FakeSlackApi:
             body = self._respond(call, decode_errors)
             if method == "auth.test" and body.get("ok"):
                 headers["X-OAuth-Scopes"] = BOT_SCOPES
+        if fault is not None and fault.delay:
+            # Done already; only the answer is late (the client may have given up by then).
+            await asyncio.sleep(fault.delay)
         return self._finish(call, status, body, headers)
 
     def _finish(
@@ -1052,11 +1061,13 @@ class FakeSlackApi:
             self._changed.set()
         return web.json_response(body, status=status, headers=headers)
 
-    def _next_fault(self, method: str) -> _Fault | None:
+    def _next_fault(self, method: str, args: Mapping[str, Any]) -> _Fault | None:
         for key in (method, "*"):
-            queue = self._faults.get(key)
-            if queue:
-                return queue.popleft()
+            queue = self._faults.get(key) or deque()
+            for fault in queue:
+                if fault.channel is None or fault.channel == str(args.get("channel")):
+                    queue.remove(fault)
+                    return fault
         return None
 
     @staticmethod

@@ -578,3 +578,183 @@ def test_parse_retry_after(header: str | None, expected: float | None) -> None:
 
 def test_parse_retry_after_date_in_the_past_is_zero() -> None:
     assert parse_retry_after("Mon, 01 Jan 2001 00:00:00 GMT") == 0.0
+
+
+# --- SSRF through real HTTP: every spelling of "this machine", every hop, every lookup -----
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://0177.0.0.1/", "usual dotted form"),
+        ("http://0x7f000001/", "usual dotted form"),
+        ("http://017700000001/", "usual dotted form"),
+        ("http://127.0.0.1./", "usual dotted form"),
+        ("http://[::ffff:7f00:1]/", "loopback address"),
+        ("http://[0:0:0:0:0:ffff:127.0.0.1]/", "loopback address"),
+        ("http://[fd00:ec2::254]/latest/meta-data/", "cloud metadata address"),
+        ("http://100.100.100.200/", "cloud metadata address"),
+        ("http://100.64.0.1/", "carrier-grade NAT address"),
+        ("http://169.254.1.1/", "link-local address"),
+        ("http://[fe80::1]/", "link-local address"),
+        ("http://192.168.0.1/", "private address"),
+        ("http://localhost./", "localhost"),
+        ("http://good.example@127.0.0.1/", "user name or password"),
+        ("http://good.example:pw@127.0.0.1/", "user name or password"),
+        ("gopher://127.0.0.1:6379/_FLUSHALL", "only http and https"),
+        ("data:text/html,<script>alert(1)</script>", "only http and https"),
+        ("javascript://example.com/%0aalert(1)", "only http and https"),
+        ("ftp://example.com/", "only http and https"),
+        ("file://localhost/etc/passwd", "only http and https"),
+        ("HTTP://[::1]/", "loopback address"),
+    ],
+)
+def test_check_url_syntax_refuses_every_disguise(url: str, reason: str) -> None:
+    with pytest.raises(UnsafeURLError) as caught:
+        check_url_syntax(url)
+    assert reason in str(caught.value)
+    assert "pw@" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "0177.0.0.1",
+        "2130706433",
+        "0x7f.1",
+        "127.1",
+        "[::ffff:127.0.0.1]",
+        "[::ffff:7f00:1]",
+        "localhost.",
+        "LocalHost",
+        "good.example@127.0.0.1",
+    ],
+)
+async def test_spellings_of_loopback_never_reach_the_server(serve: Serve, host: str) -> None:
+    server = await serve({"/feed": text("secret")})
+    async with HttpFetcher(FetchPolicy(timeout_seconds=2)) as guarded:
+        with pytest.raises(UnsafeURLError, match="refusing to fetch"):
+            await guarded.get(f"http://{host}:{server.port}/feed")
+    assert server.requests == []
+
+
+@pytest.fixture
+def loopback_one_is_public(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let 127.0.0.1 play a public web server; every other address keeps the real verdict.
+
+    The local servers need an address the guard lets through, so that what is tested is the
+    guard's answer for the *next* address: 127.0.0.2 (loopback, refused) in these tests.
+    """
+    real = address_refusal
+
+    def refusal(address: str) -> str | None:
+        return None if address == "127.0.0.1" else real(address)
+
+    monkeypatch.setattr("watchers.http.address_refusal", refusal)
+
+
+def _free_port_on_both(*hosts: str) -> int:
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind((hosts[0], 0))
+            port = int(probe.getsockname()[1])
+        try:
+            for host in hosts[1:]:
+                with socket.socket() as other:
+                    other.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise AssertionError("no port free on every address")
+
+
+async def _serve_on(host: str, port: int, body: str, seen: list[str]) -> web.AppRunner:
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(f"{host}{request.path}")
+        return web.Response(text=body)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+@pytest.mark.usefixtures("loopback_one_is_public")
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://127.0.0.2:{port}/internal",
+        "http://internal.test:{port}/internal",  # a name that resolves to 127.0.0.2
+        "http://[::ffff:127.0.0.2]:{port}/internal",
+        "http://2130706434:{port}/internal",
+    ],
+)
+async def test_a_redirect_to_an_internal_address_is_refused_before_connecting(
+    location: str,
+) -> None:
+    port = _free_port_on_both("127.0.0.1", "127.0.0.2")
+    seen: list[str] = []
+
+    async def hop(request: web.Request) -> web.Response:
+        seen.append(f"127.0.0.1{request.path}")
+        raise web.HTTPFound(location=location.format(port=port))
+
+    public = web.Application()
+    public.router.add_get("/feed", hop)
+    public_runner = web.AppRunner(public)
+    await public_runner.setup()
+    await web.TCPSite(public_runner, "127.0.0.1", port).start()
+    internal = await _serve_on("127.0.0.2", port, "internal secrets", seen)
+    resolver = FakeResolver({"public.test": [["127.0.0.1"]], "internal.test": [["127.0.0.2"]]})
+    try:
+        async with HttpFetcher(FetchPolicy(timeout_seconds=3), resolver=resolver) as guarded:
+            with pytest.raises(UnsafeURLError, match=r"loopback address|usual dotted form"):
+                await guarded.get(f"http://public.test:{port}/feed")
+    finally:
+        await public_runner.cleanup()
+        await internal.cleanup()
+    assert seen == ["127.0.0.1/feed"]  # the first hop was served, the internal one never
+
+
+@pytest.mark.usefixtures("loopback_one_is_public")
+async def test_dns_rebinding_cannot_move_the_connection_after_the_check() -> None:
+    # The name answers a public address first and an internal one on any later lookup, as a
+    # rebinding attacker's DNS server does. A fetcher that looked the name up once to check
+    # it and again to connect would end up at 127.0.0.2; ours connects where it checked.
+    port = _free_port_on_both("127.0.0.1", "127.0.0.2")
+    seen: list[str] = []
+    public = await _serve_on("127.0.0.1", port, "public feed", seen)
+    internal = await _serve_on("127.0.0.2", port, "internal secrets", seen)
+    resolver = FakeResolver({"rebind.test": [["127.0.0.1"], ["127.0.0.2"]]})
+    try:
+        async with HttpFetcher(FetchPolicy(timeout_seconds=3), resolver=resolver) as guarded:
+            response = await guarded.get(f"http://rebind.test:{port}/feed")
+            assert response.body == b"public feed"
+            assert resolver.lookups == ["rebind.test"]
+        # A new connection looks the name up again, and this time the answer is refused.
+        async with HttpFetcher(FetchPolicy(timeout_seconds=3), resolver=resolver) as again:
+            with pytest.raises(UnsafeURLError, match=r"loopback address \(127\.0\.0\.2\)"):
+                await again.get(f"http://rebind.test:{port}/feed")
+    finally:
+        await public.cleanup()
+        await internal.cleanup()
+    assert seen == ["127.0.0.1/feed"]
+
+
+def test_decode_json_refuses_deep_nesting_without_recursing() -> None:
+    from watchers.http import FetchResponse, decode_json
+
+    for body in (b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 70 + b"1" + b"}" * 70):
+        response = FetchResponse(
+            status=200,
+            url="https://api.example.com/x",
+            headers={"content-type": "application/json"},
+            body=body,
+            etag=None,
+            last_modified=None,
+            not_modified=False,
+        )
+        with pytest.raises(SourceError, match="nested too deeply"):
+            decode_json(response)
