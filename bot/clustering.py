@@ -36,7 +36,6 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from datasketch import MinHash
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -46,7 +45,7 @@ from storage import mentions as mention_store
 from storage import outbox
 from storage.models import Cluster, Mention, MentionState, OutboxKind
 from watchers.base import Post
-from watchers.dedup import NearDuplicates, from_bytes, story_url, to_bytes
+from watchers.dedup import NearDuplicates, Signed, from_bytes, story_url, to_bytes
 from watchers.departments import Priority
 from watchers.priority import with_traction
 
@@ -94,7 +93,7 @@ class StoryKeys:
     """What recognises a post's story: its canonical link, its text's signature, its watches."""
 
     canonical_url: str | None
-    minhash: MinHash | None
+    minhash: Signed | None
     watches: frozenset[str]
 
     @property
@@ -169,7 +168,7 @@ class _Batch:
     def same_link(self, keys: StoryKeys) -> list[tuple[int, frozenset[str]]]:
         return self._links.get(keys.canonical_url, []) if keys.canonical_url else []
 
-    def similar(self, minhash: MinHash) -> list[tuple[float, Hashable]]:
+    def similar(self, minhash: Signed) -> list[tuple[float, Hashable]]:
         return self._index.matches(minhash) if self.meta else []
 
 
@@ -218,9 +217,7 @@ class Clusterer:
         self._high_water = max(after, await cluster_store.newest_mention_id(session))
         self._forget_before(since)
 
-    def _add(
-        self, mention_id: int, minhash: MinHash, watches: frozenset[str], at: datetime
-    ) -> None:
+    def _add(self, mention_id: int, minhash: Signed, watches: frozenset[str], at: datetime) -> None:
         if mention_id in self._meta:
             return
         self._index.add(mention_id, minhash)
@@ -296,8 +293,9 @@ class Clusterer:
         """
         links = await self._same_links(session, batch, now=now)
         matches: list[Match | None] = []
+        nothing_filed = _Batch()  # one for the whole loop: _found only reads it
         for position, keys in enumerate(batch):
-            found = self._found(keys, links.get(keys.canonical_url or "", []), _Batch())
+            found = self._found(keys, links.get(keys.canonical_url or "", []), nothing_filed)
             matches.append(found[0] if found else None)
             await _pause(position)
         sizes = await cluster_store.story_sizes(
@@ -373,16 +371,21 @@ class Clusterer:
             raise RuntimeError("mentions were stored by someone else under the clustering lock")
         ids = {-position - 1: mention.id for position, (mention, _) in enumerate(fresh)}
         filed = []
+        # New stories' "found" events and alerts, written in bulk; always before anything a
+        # join writes, so every row's id keeps the order of the decisions.
+        alerts: list[Mention] = []
         for (mention, keys), found in zip(fresh, decided, strict=True):
             found = [Match(ids.get(m.mention_id) or m.mention_id, m.how) for m in found]
             self._remember(mention, keys)
             if not found:
-                self._alert(session, mention)
+                alerts.append(mention)
                 assert mention.id is not None
                 quiet.add(mention.id)
             else:
+                await self._alert(session, alerts)
                 await self._join(session, mention, found, now=now, quiet=quiet)
             filed.append(Filed(mention, found[0] if found else None))
+        await self._alert(session, alerts)
         return filed
 
     async def _unstored(
@@ -443,19 +446,33 @@ class Clusterer:
             notes += 1
         return notes
 
-    def _alert(self, session: AsyncSession, mention: Mention) -> None:
-        # Staged, not flushed one by one: the batch's events and alerts go out in bulk.
-        assert mention.id is not None
-        mention_store.stage_event(
+    @staticmethod
+    async def _alert(session: AsyncSession, mentions: list[Mention]) -> None:
+        """Write the "found" event and the alert of each new story in ``mentions``, then
+        empty it."""
+        if not mentions:
+            return
+        ids = [mention.id for mention in mentions if mention.id is not None]
+        assert len(ids) == len(mentions)
+        # What a join left pending is flushed by the session before these INSERTs run
+        # (autoflush), so ids keep the order things happened in.
+        await mention_store.insert_events(
             session,
-            mention_id=mention.id,
-            actor=None,
-            action="found",
-            from_state=None,
-            to_state=mention.state,
-            note=f"matched {', '.join(mention.matched_terms)} on " + ", ".join(mention.watches),
+            events=[
+                mention_store.NewEvent(
+                    mention_id=mention_id,
+                    actor=None,
+                    action="found",
+                    from_state=None,
+                    to_state=mention.state,
+                    note=f"matched {', '.join(mention.matched_terms)} on "
+                    + ", ".join(mention.watches),
+                )
+                for mention_id, mention in zip(ids, mentions, strict=True)
+            ],
         )
-        outbox.enqueue(session, kind=OutboxKind.ALERT, mention_id=mention.id)
+        await outbox.enqueue_many(session, kind=OutboxKind.ALERT, mention_ids=ids)
+        mentions.clear()
 
     async def _join(
         self,

@@ -13,8 +13,9 @@ import asyncio
 import csv
 import io
 import logging
+import multiprocessing
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -80,8 +81,8 @@ class Digests:
         self._client = client
         self._posting_client = posting_client
         self._clock = clock
-        self._executor: Executor | None = None
-        self._render = render or self._render_in_thread
+        self._render = render or self._render_in_process
+        self._rendering = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ composing
@@ -213,11 +214,17 @@ class Digests:
             return False
         return True
 
-    async def _render_in_thread(self, data: DigestData) -> list[Chart]:
-        if self._executor is None:
-            # One worker: charts of concurrent digests queue instead of competing for the GIL.
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-charts")
-        return await render_charts(data, executor=self._executor)
+    async def _render_in_process(self, data: DigestData) -> list[Chart]:
+        """matplotlib would stay in the serving process for good (about 50 MB, bench/memory.py)
+        after the first digest; a process of its own per digest (a few a day) gives it back."""
+        async with self._rendering:  # concurrent digests queue instead of competing for cores
+            pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("forkserver")
+            )
+            try:
+                return await render_charts(data, executor=pool)
+            finally:
+                pool.shutdown(wait=False)
 
     async def dm_channel(self, user_id: str) -> str:
         return await self._conversation(user_id, is_channel=False)
@@ -325,11 +332,6 @@ class Digests:
                 }
             ],
         )
-
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
 
 
 def _decode(value: str | None) -> DrillDown:

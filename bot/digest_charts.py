@@ -4,6 +4,9 @@ Rendering is CPU work, so :func:`render_charts` runs it in an executor, off the 
 Figures are built with matplotlib's object API on the Agg canvas directly (never ``pyplot``,
 whose global state is not safe across threads, so no global backend switch is needed either),
 one figure per chart, nothing kept between calls.
+
+matplotlib (and PIL under it) is imported by the functions that draw, not at start-up: it is
+some 50 MB that a running Earful only needs when a digest goes out.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
-
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from storage.digest_data import DigestData
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +60,15 @@ class Bar:
     highlight: bool = False
 
 
+def _figure(figsize: tuple[float, float]) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize)
+
+
 def _png(figure: Figure) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     buffer = io.BytesIO()
     FigureCanvasAgg(figure)
     figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
@@ -69,7 +81,7 @@ def _alt(text: str) -> str:
 
 def sentiment_chart(points: Sequence[TrendPoint], *, title: str, time_format: str) -> Chart:
     """Mean sentiment per bucket as a line, with the number of mentions as faint bars."""
-    figure = Figure(figsize=SIZE)
+    figure = _figure(SIZE)
     axes = figure.add_subplot()
     xs = list(range(len(points)))
     counts = [p.count for p in points]
@@ -107,7 +119,7 @@ def sentiment_chart(points: Sequence[TrendPoint], *, title: str, time_format: st
 def bar_chart(bars: Sequence[Bar], *, title: str, unit: str, filename: str) -> Chart:
     """Horizontal bars, largest on top, with the previous period as a hollow outline."""
     shown = list(bars)[:MAX_BARS]
-    figure = Figure(figsize=(SIZE[0], max(2.2, 0.42 * len(shown) + 1.2)))
+    figure = _figure((SIZE[0], max(2.2, 0.42 * len(shown) + 1.2)))
     axes = figure.add_subplot()
     ys = list(range(len(shown)))[::-1]
     colors = [NEGATIVE if b.highlight else BRAND for b in shown]

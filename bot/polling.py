@@ -14,6 +14,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -204,32 +205,42 @@ class Poller:
             )
             await _pause(position)
         velocities = await self._velocities(keys)
-        enrichments = await self._scorer.score(
-            [
-                ScoreInput(
-                    title=item.post.title,
-                    text=item.post.text,
-                    kind=WatchKind(item.primary.kind),
-                    department_override=(
-                        Department(item.primary.department) if item.primary.department else None
-                    ),
-                    author_reach=item.post.author_reach,
-                    velocity=velocity,
-                )
-                for item, velocity in zip(fresh, velocities, strict=True)
-            ],
-            routing=self._catalog.routing,
-        )
         now = self._clock()
-        mentions = []
-        for position, (item, scores, story) in enumerate(
-            zip(fresh, enrichments, keys, strict=True)
-        ):
-            mentions.append((_mention(item, scores, story, source=state.source, now=now), story))
-            await _pause(position)
-        # Muted posts are stored here, out of every story and queue; the rest go on.
-        mentions = await set_aside_muted(self._db, mentions, now=now)
-        filed = await self._file(mentions, now=now)
+        filed: list[Filed] = []
+        new_leads: set[int] = set()  # the poll's new stories: their copies earn no note
+        done = 0
+        # Each part is stored as it comes back scored, while the pool scores the next one:
+        # with a scoring process, storing and scoring use both cores at once.
+        inputs = [
+            ScoreInput(
+                title=item.post.title,
+                text=item.post.text,
+                kind=WatchKind(item.primary.kind),
+                department_override=(
+                    Department(item.primary.department) if item.primary.department else None
+                ),
+                author_reach=item.post.author_reach,
+                velocity=velocity,
+            )
+            for item, velocity in zip(fresh, velocities, strict=True)
+        ]
+        # aclosing: if storing fails, the part being scored ahead is cancelled, not left over.
+        scored = self._scorer.score_ahead(inputs, routing=self._catalog.routing)
+        async with aclosing(scored):
+            async for enrichments in scored:
+                part = slice(done, done + len(enrichments))
+                done = part.stop
+                mentions = []
+                for position, (item, scores, story) in enumerate(
+                    zip(fresh[part], enrichments, keys[part], strict=True)
+                ):
+                    mentions.append(
+                        (_mention(item, scores, story, source=state.source, now=now), story)
+                    )
+                    await _pause(position)
+                # Muted posts are stored here, out of every story and queue; the rest go on.
+                mentions = await set_aside_muted(self._db, mentions, now=now)
+                filed += await self._file(mentions, now=now, new_leads=new_leads)
         for start in range(0, len(result.posts), KEPT_POSTS_PER_TRANSACTION):
             async with self._db.session() as session:
                 await post_store.add_posts(
@@ -287,7 +298,11 @@ class Poller:
         return found
 
     async def _file(
-        self, mentions: Sequence[tuple[Mention, StoryKeys]], *, now: datetime
+        self,
+        mentions: Sequence[tuple[Mention, StoryKeys]],
+        *,
+        now: datetime,
+        new_leads: set[int],
     ) -> list[Filed]:
         """Store new mentions and their alerts, a few at a time.
 
@@ -295,9 +310,11 @@ class Poller:
         that writes) get the database in between instead of waiting for a whole burst. A crash
         between parts loses nothing: the poll's state is recorded after the last part, so the
         same posts are read again, and those already stored are known then.
+
+        ``new_leads``: the poll's new stories so far (their copies earn no note); the stories
+        these mentions start are added.
         """
         filed: list[Filed] = []
-        new_leads: set[int] = set()  # the poll's new stories: their copies earn no note
         for start in range(0, len(mentions), MENTIONS_PER_TRANSACTION):
             part = mentions[start : start + MENTIONS_PER_TRANSACTION]
             try:
@@ -405,7 +422,7 @@ def _mention(
     item: Found, scores: Enrichment, story: StoryKeys, *, source: str, now: datetime
 ) -> Mention:
     post = item.post
-    return Mention(
+    return mention_store.new_mention(
         watch_id=item.primary.id,
         watch_name=item.primary.name,
         watch_kind=item.primary.kind,

@@ -116,7 +116,9 @@ class Runtime:
             on_outbox=self.services.delivery.kick,
         )
         self.app = create_app(self.services)
-        self.spikes = SpikeDetector(self.db, on_outbox=self.services.delivery.kick)
+        self.spikes = SpikeDetector(
+            self.db, on_outbox=self.services.delivery.kick, executor=self.scorer.executor
+        )
         self.sla = SlaEngine(
             self.db, workflow=self.services.workflow, on_outbox=self.services.delivery.kick
         )
@@ -383,7 +385,6 @@ class Runtime:
             self.scheduler.shutdown(wait=False)
         await self.fetcher.close()
         self.scorer.close()
-        self.services.commands.digests.close()
         await self.db.dispose()
 
     async def _finish_jobs(self, *, grace: float) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -20,6 +21,10 @@ from watchers.enrich import Enrichment, enrich
 from watchers.matcher import Matcher, MatchRules, build_matcher
 from watchers.query import PostFields
 from watchers.routing import RoutingTable
+
+# Posts per batch sent to the pool: big enough that sending costs little next to scoring,
+# small enough that a poll stores one part while the next is scored.
+SCORE_CHUNK = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +106,7 @@ class Scorer:
         self,
         items: Sequence[ScoreInput],
         *,
-        chunk: int = 200,
+        chunk: int = SCORE_CHUNK,
         routing: RoutingTable | None = None,
     ) -> list[Enrichment]:
         loop = asyncio.get_running_loop()
@@ -112,6 +117,37 @@ class Scorer:
             batch = list(items[start : start + chunk])
             results.extend(await loop.run_in_executor(self._executor, work, batch))
         return results
+
+    async def score_ahead(
+        self,
+        items: Sequence[ScoreInput],
+        *,
+        chunk: int = SCORE_CHUNK,
+        routing: RoutingTable | None = None,
+    ) -> AsyncGenerator[list[Enrichment], None]:
+        """:meth:`score`, one chunk at a time: while the caller handles a chunk, the pool is
+        already scoring the next. Only one chunk waits ahead, so another poll's work still
+        gets the pool between two of this one's chunks."""
+        loop = asyncio.get_running_loop()
+        work = partial(score_batch, routing=routing)
+        starts = iter(range(0, len(items), chunk))
+        pending: deque[asyncio.Future[list[Enrichment]]] = deque()
+
+        def submit() -> None:
+            start = next(starts, None)
+            if start is not None:
+                batch = list(items[start : start + chunk])
+                pending.append(loop.run_in_executor(self._executor, work, batch))
+
+        submit()
+        try:
+            while pending:
+                scored = await pending.popleft()
+                submit()
+                yield scored
+        finally:
+            for future in pending:
+                future.cancel()
 
     async def match(
         self, rules: MatchRules, items: Sequence[tuple[str, PostFields]], *, chunk: int = 500
@@ -132,6 +168,11 @@ class Scorer:
             batch = list(texts[start : start + chunk])
             results.extend(await loop.run_in_executor(self._executor, sign_batch, batch))
         return results
+
+    @property
+    def executor(self) -> Executor:
+        """The pool, for other CPU work that must stay out of the serving process (spikes)."""
+        return self._executor
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

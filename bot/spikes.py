@@ -12,12 +12,15 @@ a negative-share spike, and PR should hear about it once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,6 +91,13 @@ def tests_for(
     ]
 
 
+def tests_for_all(
+    watches: Sequence[tuple[WatchHours, int]], *, threshold: float
+) -> list[list[SpikeTest]]:
+    """``tests_for`` of each (hours, first hour) pair: one call, so one trip to a worker."""
+    return [tests_for(hours, first_hour=first, threshold=threshold) for hours, first in watches]
+
+
 class SpikeDetector:
     def __init__(
         self,
@@ -95,10 +105,15 @@ class SpikeDetector:
         *,
         clock: Callable[[], datetime] = utcnow,
         on_outbox: Callable[[], None] = lambda: None,
+        executor: Executor | None = None,
     ) -> None:
+        """``executor``: where the statistics run. The runtime passes its scoring pool, so
+        scipy is loaded there and never in the process that answers Slack (bench/memory.py);
+        None runs them in a thread of this process."""
         self._db = db
         self._clock = clock
         self._on_outbox = on_outbox
+        self._executor = executor
 
     async def check(self) -> list[Spike]:
         """Open spikes that started, close those that subsided; returns the opened ones."""
@@ -123,12 +138,20 @@ class SpikeDetector:
             names |= set(open_now)
             created = await stats.watch_created_at(session, names=names)
             threshold = spike_threshold(len(names) * len(SpikeKind))
-            for name in sorted(names):
-                watch_hours = hours.get(name) or WatchHours(
-                    [0] * (_BASELINE_HOURS + 1), [0] * (_BASELINE_HOURS + 1)
+            ordered = sorted(names)
+            inputs = [
+                (
+                    hours.get(name)
+                    or WatchHours([0] * (_BASELINE_HOURS + 1), [0] * (_BASELINE_HOURS + 1)),
+                    _first_full_hour(created.get(name), baseline_start),
                 )
-                first = _first_full_hour(created.get(name), baseline_start)
-                tests = tests_for(watch_hours, first_hour=first, threshold=threshold)
+                for name in ordered
+            ]
+            loop = asyncio.get_running_loop()
+            results = await loop.run_in_executor(
+                self._executor, partial(tests_for_all, threshold=threshold), inputs
+            )
+            for name, tests in zip(ordered, results, strict=True):
                 current = open_now.get(name, [])
                 if current and all(test.subsided for test in tests):
                     for spike in current:

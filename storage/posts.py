@@ -25,13 +25,11 @@ async def add_posts(session: AsyncSession, *, posts: Sequence[dict[str, Any]]) -
     dialect = session.get_bind().dialect.name
     insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = FetchedPost.__table__  # type: ignore[attr-defined]
+    # One statement run for many rows (executemany): building a VALUES clause of hundreds of
+    # rows costs more in Python than the database spends on them.
+    stmt = insert_fn(table).on_conflict_do_nothing(index_elements=["origin", "external_id"])
     for start in range(0, len(posts), _CHUNK):
-        stmt = (
-            insert_fn(table)
-            .values(list(posts[start : start + _CHUNK]))
-            .on_conflict_do_nothing(index_elements=["origin", "external_id"])
-        )
-        await session.execute(stmt)
+        await session.execute(stmt, list(posts[start : start + _CHUNK]))
 
 
 async def recent_posts(

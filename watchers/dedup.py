@@ -3,8 +3,12 @@
 Two mentions are the same story when their links are the same once tracking parameters are
 removed, or when their texts are near-duplicates (a retweet with a comment, a press release
 republished, a post cross-posted to several subreddits). Near-duplicates are found with
-MinHash signatures over word 3-grams and locality-sensitive hashing (datasketch), so checking
+MinHash signatures over word 3-grams (datasketch) and locality-sensitive hashing, so checking
 a new post against thousands of recent ones costs a few hash lookups, not a comparison each.
+
+Signatures are made in the scoring pool; the long-lived process only compares them. So
+datasketch, which imports scipy (tens of MB), is imported where a signature is made, and the
+index is datasketch's banding done over one numpy array (see :class:`NearDuplicates`).
 """
 
 from __future__ import annotations
@@ -12,10 +16,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Hashable, Iterable
 from functools import lru_cache
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 from watchers.query import tokenize_words
 
@@ -149,43 +157,79 @@ def shingles(text: str) -> set[bytes]:
 
 def signature(text: str) -> MinHash | None:
     """A MinHash of the text's word 3-grams, or None when the text is too short to judge."""
+    from datasketch import MinHash
+
     grams = shingles(text)
     if not grams:
         return None
-    minhash = MinHash(num_perm=NUM_PERM, scheme=SCHEME)
+    # The shared permutations: drawing them again is most of what a new MinHash costs.
+    minhash = MinHash(num_perm=NUM_PERM, scheme=SCHEME, permutations=_permutations())
     minhash.update_batch(list(grams))
     return minhash
 
 
-def to_bytes(minhash: MinHash) -> bytes:
+class Signed(Protocol):
+    """A MinHash as far as comparing goes: datasketch's, or a stored one read back."""
+
+    @property
+    def hashvalues(self) -> npt.NDArray[np.uint64]: ...
+
+
+class Signature:
+    """A stored signature read back: its hash values, comparable with a MinHash's."""
+
+    __slots__ = ("hashvalues",)
+
+    def __init__(self, hashvalues: npt.NDArray[np.uint64]) -> None:
+        self.hashvalues = hashvalues
+
+    def jaccard(self, other: Signed) -> float:
+        """The estimated Jaccard similarity, as :meth:`datasketch.MinHash.jaccard` gives it."""
+        return _similarity(self.hashvalues, other.hashvalues)
+
+
+def _similarity(a: npt.NDArray[np.integer], b: npt.NDArray[np.integer]) -> float:
+    return float(np.count_nonzero(a == b)) / NUM_PERM
+
+
+def to_bytes(minhash: Signed) -> bytes:
     return minhash.hashvalues.astype(np.uint64).tobytes()
 
 
 @lru_cache(maxsize=1)
 def _permutations() -> np.ndarray:
     # Drawn from the default seed, as MinHash would for each new signature; shared, because
-    # drawing them is most of what building a MinHash costs, and a copy per indexed mention
-    # would be most of the index's memory.
+    # drawing them is most of what building a MinHash costs.
+    from datasketch import MinHash
+
     return MinHash(num_perm=NUM_PERM, scheme=SCHEME).permutations
 
 
-def from_bytes(data: bytes) -> MinHash | None:
+_MAX_HASH = 0xFFFF_FFFF  # the "affine32" scheme's hash values fit 32 bits
+
+
+def from_bytes(data: bytes) -> Signature | None:
     values = np.frombuffer(data, dtype=np.uint64)
-    if len(values) != NUM_PERM:
+    if len(values) != NUM_PERM or int(values.max()) > _MAX_HASH:
         return None  # written with other settings: ignore rather than compare apples to pears
-    return MinHash(hashvalues=values, permutations=_permutations(), scheme=SCHEME)
+    return Signature(values)
+
+
+# datasketch's MinHashLSH picks (bands, rows per band) for a threshold by numerical integration
+# with scipy; the pair for the threshold Earful uses is kept here (a test checks it still
+# agrees), so the long-lived process needs neither.
+_KNOWN_BANDS = {(SIMILARITY, NUM_PERM): (10, 6)}
 
 
 @lru_cache(maxsize=8)
 def _bands(threshold: float) -> tuple[int, int]:
-    # datasketch derives the bands from the threshold by numerical integration, which costs
-    # milliseconds; an index is made per batch of posts, so the answer is kept.
+    known = _KNOWN_BANDS.get((threshold, NUM_PERM))
+    if known is not None:
+        return known
+    from datasketch import MinHashLSH
+
     lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
     return lsh.b, lsh.r
-
-
-def _lsh(threshold: float) -> MinHashLSH:
-    return MinHashLSH(threshold=threshold, num_perm=NUM_PERM, params=_bands(threshold))
 
 
 class NearDuplicates:
@@ -193,58 +237,163 @@ class NearDuplicates:
 
     ``max_size`` bounds memory: past it, the oldest entries (in insertion order) are dropped,
     which for an index fed in arrival order means the stories least likely to come back.
+
+    The banding is datasketch's (a candidate shares all the hash values of at least one band
+    with the query), kept compactly: every signature is one row of a uint32 array, and each
+    band's 64-bit digests sit in a sorted array per band, searched by bisection. Rows added
+    since the last sort are scanned directly until there are enough of them to re-sort; a
+    removed row is only marked free. Candidates are confirmed on their values, so a stale or
+    colliding digest never makes a match. About 400 bytes an entry, against some 4 KB for
+    datasketch's MinHash objects and dictionaries of byte strings.
     """
+
+    _UNSORTED_LIMIT = 2_048  # rows scanned directly before the sorted digests are rebuilt
 
     def __init__(self, *, threshold: float = SIMILARITY, max_size: int | None = None) -> None:
         self._threshold = threshold
         self._max_size = max_size
-        self._lsh = _lsh(threshold)
-        self._signatures: dict[Hashable, MinHash] = {}
+        self._band_count, self._band_rows = _bands(threshold)
+        # Odd 64-bit multipliers for the band digests, the same in every index of a process.
+        self._mixers = np.random.default_rng(0x5EED).integers(
+            1, 2**63, size=self._band_rows, dtype=np.uint64
+        ) * np.uint64(2) + np.uint64(1)
+        self.clear()
+
+    def clear(self) -> None:
+        self._rows: dict[Hashable, int] = {}  # key → row, oldest first
+        self._keys: list[Hashable] = []  # row → key (stale for a free row)
+        self._free: list[int] = []
+        self._values = np.zeros((0, NUM_PERM), dtype=np.uint32)
+        self._digests = np.zeros((0, self._band_count), dtype=np.uint64)
+        self._order = np.zeros(0, dtype=np.int64)  # row → when it was added (ties go oldest)
+        self._added = 0
+        self._sorted: list[tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]] = []
+        self._unsorted: list[int] = []
 
     def __len__(self) -> int:
-        return len(self._signatures)
+        return len(self._rows)
 
     def __contains__(self, key: Hashable) -> bool:
-        return key in self._signatures
+        return key in self._rows
 
     def keys(self) -> list[Hashable]:
         """Every indexed key, oldest first."""
-        return list(self._signatures)
+        return list(self._rows)
 
-    def add(self, key: Hashable, minhash: MinHash) -> None:
-        if key in self._signatures:
+    def add(self, key: Hashable, minhash: Signed) -> None:
+        if key in self._rows:
             return
-        self._lsh.insert(key, minhash)
-        self._signatures[key] = minhash
+        values = self._checked(minhash)
+        row = self._free.pop() if self._free else self._grow()
+        self._values[row] = values
+        self._digests[row] = self._digest(values[np.newaxis])[0]
+        self._order[row] = self._added
+        self._added += 1
+        self._keys[row] = key
+        self._rows[key] = row
+        self._unsorted.append(row)
+        if len(self._unsorted) > max(self._UNSORTED_LIMIT, len(self._rows)):
+            self._sort()  # an index only ever added to must not list rows without end
         if self._max_size is not None:
-            while len(self._signatures) > self._max_size:
-                self.remove(next(iter(self._signatures)))
+            while len(self._rows) > self._max_size:
+                self.remove(next(iter(self._rows)))
 
-    def add_all(self, items: Iterable[tuple[Hashable, MinHash]]) -> None:
+    def add_all(self, items: Iterable[tuple[Hashable, Signed]]) -> None:
         for key, minhash in items:
             self.add(key, minhash)
 
     def remove(self, key: Hashable) -> None:
-        if self._signatures.pop(key, None) is not None:
-            self._lsh.remove(key)
+        row = self._rows.pop(key, None)
+        if row is not None:
+            self._free.append(row)
 
-    def clear(self) -> None:
-        self._lsh = _lsh(self._threshold)
-        self._signatures.clear()
-
-    def matches(self, minhash: MinHash) -> list[tuple[float, Hashable]]:
-        """Every indexed key above the threshold with its similarity, most similar first.
+    def matches(self, minhash: Signed) -> list[tuple[float, Hashable]]:
+        """Every indexed key above the threshold with its similarity, most similar first
+        (the oldest first among equals).
 
         LSH only proposes candidates; each is re-checked against its signature, so a key is
         returned only when the estimated similarity really reaches the threshold.
         """
+        if not self._rows:
+            return []
+        values = self._checked(minhash)
+        rows = self._candidates(values)
+        if not len(rows):
+            return []
+        stored = self._values[rows]
+        # datasketch's rule: all of one band's values equal. Digests only narrowed the search.
+        banded = self._band_rows * self._band_count
+        band_equal = (
+            (stored[:, :banded] == values[:banded])
+            .reshape(len(rows), self._band_count, self._band_rows)
+            .all(axis=2)
+            .any(axis=1)
+        )
+        rows = rows[band_equal]
+        similarities = np.count_nonzero(stored[band_equal] == values, axis=1) / NUM_PERM
+        found = [
+            (float(similarity), int(row))
+            for similarity, row in zip(similarities, rows, strict=True)
+            if similarity >= self._threshold
+        ]
+        found.sort(key=lambda pair: (-pair[0], int(self._order[pair[1]])))
+        return [(similarity, self._keys[row]) for similarity, row in found]
+
+    def _checked(self, minhash: Signed) -> npt.NDArray[np.uint32]:
+        values = np.asarray(minhash.hashvalues)
+        if values.shape != (NUM_PERM,) or int(values.max()) > _MAX_HASH:
+            raise ValueError(f"not a {SCHEME} MinHash of {NUM_PERM} values")
+        return values.astype(np.uint32)
+
+    def _digest(self, values: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint64]:
+        """One 64-bit digest per band of each row of ``values``."""
+        banded = self._band_rows * self._band_count
+        bands = values[:, :banded].reshape(len(values), self._band_count, self._band_rows)
+        digests: npt.NDArray[np.uint64] = (bands.astype(np.uint64) * self._mixers).sum(
+            axis=2, dtype=np.uint64
+        )
+        return digests
+
+    def _grow(self) -> int:
+        row = len(self._keys)
+        if row == len(self._values):
+            capacity = max(64, 2 * row)
+            if self._max_size is not None:
+                capacity = max(row + 1, min(capacity, self._max_size + 1))
+            self._values = np.resize(self._values, (capacity, NUM_PERM))
+            self._digests = np.resize(self._digests, (capacity, self._band_count))
+            self._order = np.resize(self._order, capacity)
+        self._keys.append(None)
+        return row
+
+    def _candidates(self, values: npt.NDArray[np.uint32]) -> npt.NDArray[np.int64]:
+        """Rows that may share a band with ``values``: live, deduplicated, not yet confirmed."""
+        if len(self._unsorted) > self._UNSORTED_LIMIT:
+            self._sort()
+        digest = self._digest(values[np.newaxis])[0]
         found = []
-        for key in self._lsh.query(minhash):
-            similarity = minhash.jaccard(self._signatures[key])
-            if similarity >= self._threshold:
-                found.append((similarity, key))
-        found.sort(key=lambda pair: pair[0], reverse=True)
-        return found
+        for band, (digests, rows) in enumerate(self._sorted):
+            low = np.searchsorted(digests, digest[band], side="left")
+            high = np.searchsorted(digests, digest[band], side="right")
+            found.append(rows[low:high])
+        if self._unsorted:
+            recent = np.asarray(self._unsorted, dtype=np.int64)
+            found.append(recent[(self._digests[recent] == digest).any(axis=1)])
+        rows = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+        # A freed row may still be listed (until the next sort) under its old or new values.
+        live = np.fromiter(
+            (self._rows.get(self._keys[row]) == row for row in rows), dtype=bool, count=len(rows)
+        )
+        return rows[live]
+
+    def _sort(self) -> None:
+        rows = np.fromiter(self._rows.values(), dtype=np.int64, count=len(self._rows))
+        self._sorted = []
+        for band in range(self._band_count):
+            digests = self._digests[rows, band]
+            order = np.argsort(digests, kind="stable")
+            self._sorted.append((digests[order], rows[order]))
+        self._unsorted = []
 
     def find(
         self, minhash: MinHash, *, accept: Callable[[Hashable], bool] | None = None

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from watchers.departments import Intent
+from watchers.prefilter import Prefilter
 from watchers.sentiment import clean_social_text
 
 # Rules are written against this normalization; callers and tests import it from here too.
@@ -56,17 +57,20 @@ class IntentRule:
     patterns: tuple[Pattern, ...]
     unless: tuple[re.Pattern[str], ...]  # spans where this intent's patterns do not count
     min_score: float
-    # All of ``patterns`` in one alternation: it matches somewhere exactly when one of them
-    # does, so one scan tells whether the rule needs its patterns run one by one. Most posts
-    # show one or two intents, so most rules stop at this scan.
-    any_pattern: re.Pattern[str] | None = None
-
-    def may_match(self, text: str) -> bool:
-        return self.any_pattern is None or self.any_pattern.search(text) is not None
 
 
-def _alternation(patterns: Iterable[Pattern]) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{p.regex.pattern})" for p in patterns), re.IGNORECASE)
+# A pattern's key in the prefilter: (rule number, pattern number).
+PatternKey = tuple[int, int]
+
+
+def _prefilter(rules: Iterable[IntentRule]) -> Prefilter[PatternKey]:
+    return Prefilter(
+        [
+            ((rule_number, number), pattern.regex)
+            for rule_number, rule in enumerate(rules)
+            for number, pattern in enumerate(rule.patterns)
+        ]
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,9 @@ class IntentRules:
     rules: tuple[IntentRule, ...]  # in file order, which breaks ties between equal scores
     title_weight: float
     source: str
+    # Most posts show one or two intents: one scan of a post names the few patterns (of all
+    # rules) that can match it, and only those run (see watchers/prefilter.py).
+    prefilter: Prefilter[PatternKey] | None = field(default=None, compare=False, repr=False)
 
 
 def _token_regex(token: str) -> str:
@@ -164,8 +171,13 @@ def parse_rules(data: Any, *, source: str = "<rules>") -> IntentRules:
         min_score = spec.get("min_score", 1.0)
         if not isinstance(min_score, int | float) or min_score <= 0:
             raise RulesError(f"{where}: min_score must be a positive number")
-        rules.append(IntentRule(intent, patterns, unless, float(min_score), _alternation(patterns)))
-    return IntentRules(rules=tuple(rules), title_weight=float(title_weight), source=source)
+        rules.append(IntentRule(intent, patterns, unless, float(min_score)))
+    return IntentRules(
+        rules=tuple(rules),
+        title_weight=float(title_weight),
+        source=source,
+        prefilter=_prefilter(rules),
+    )
 
 
 def load_rules(path: Path | None = None) -> IntentRules:
@@ -197,18 +209,29 @@ def _overlaps(span: tuple[int, int], spans: Iterable[tuple[int, int]]) -> bool:
     return any(span[0] < end and start < span[1] for start, end in spans)
 
 
-def _score(rule: IntentRule, segments: list[tuple[str, float]]) -> IntentHit | None:
+def _score(
+    rule: IntentRule,
+    segments: list[tuple[str, float]],
+    runnable: list[list[int]],
+) -> IntentHit | None:
+    # ``runnable``: per segment, the numbers of this rule's patterns that can match it.
     # Candidates are (weight, segment, start, end, pattern index). Each pattern counts at most
     # once, and overlapping matches count once ("keeps crashing" and "crashing" are one piece
     # of evidence), heaviest first.
     candidates: list[tuple[float, int, int, int, int]] = []
     for seg_index, (text, multiplier) in enumerate(segments):
-        if not rule.may_match(text):
+        if not runnable[seg_index]:
             continue
-        blocked = [m.span() for u in rule.unless for m in u.finditer(text)]
-        for pat_index, pattern in enumerate(rule.patterns):
+        # The spans where this rule's patterns do not count, found once something matched.
+        blocked: list[tuple[int, int]] | None = None
+        for pat_index in runnable[seg_index]:
+            pattern = rule.patterns[pat_index]
             for m in pattern.regex.finditer(text):
-                if m.end() > m.start() and not _overlaps(m.span(), blocked):
+                if m.end() == m.start():
+                    continue
+                if blocked is None:
+                    blocked = [b.span() for u in rule.unless for b in u.finditer(text)]
+                if not _overlaps(m.span(), blocked):
                     candidates.append(
                         (pattern.weight * multiplier, seg_index, m.start(), m.end(), pat_index)
                     )
@@ -235,6 +258,20 @@ def _score(rule: IntentRule, segments: list[tuple[str, float]]) -> IntentHit | N
     return IntentHit(intent=rule.intent, triggers=tuple(triggers), score=round(score, 3))
 
 
+def _runnable(rules: IntentRules, segments: list[tuple[str, float]]) -> list[list[list[int]]]:
+    """Per rule, per segment, the numbers of the rule's patterns that can match the segment
+    (in rule order, so the evidence is weighed as if every pattern had run)."""
+    runnable: list[list[list[int]]] = [[[] for _ in segments] for _ in rules.rules]
+    for seg_index, (text, _) in enumerate(segments):
+        if rules.prefilter is None:
+            for rule_number, rule in enumerate(rules.rules):
+                runnable[rule_number][seg_index] = list(range(len(rule.patterns)))
+            continue
+        for rule_number, pat_index in sorted(rules.prefilter.candidates(text)):
+            runnable[rule_number][seg_index].append(pat_index)
+    return runnable
+
+
 def detect_intents(
     text: str, *, title: str | None = None, rules: IntentRules | None = None
 ) -> list[IntentHit]:
@@ -247,6 +284,11 @@ def detect_intents(
     segments = [(_prepare(text), 1.0)]
     if title:
         segments.insert(0, (_prepare(title), rules.title_weight))
-    hits = [(i, hit) for i, rule in enumerate(rules.rules) if (hit := _score(rule, segments))]
+    runnable = _runnable(rules, segments)
+    hits = [
+        (i, hit)
+        for i, rule in enumerate(rules.rules)
+        if any(runnable[i]) and (hit := _score(rule, segments, runnable[i]))
+    ]
     hits.sort(key=lambda pair: (-pair[1].score, pair[0]))
     return [hit for _, hit in hits]

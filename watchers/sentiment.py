@@ -7,12 +7,14 @@ import math
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+from watchers.prefilter import Prefilter
 
 # A huge post must not stall a scoring burst, and the opening of a post carries its tone.
 MAX_ANALYSED_CHARS = 5_000
@@ -61,6 +63,8 @@ class DomainPhrase:
 class DomainLexicon:
     words: Mapping[str, float]
     phrases: tuple[DomainPhrase, ...]
+    # Names the few phrases that can occur in a sentence, so only those run.
+    prefilter: Prefilter[int] | None = field(default=None, compare=False, repr=False)
 
 
 def _valence(value: Any, where: str) -> float:
@@ -96,7 +100,11 @@ def parse_lexicon(data: Any, *, source: str = "<lexicon>") -> DomainLexicon:
         if regex.search(""):
             raise LexiconError(f"{where}: pattern {entry['re']!r} matches the empty string")
         phrases.append(DomainPhrase(regex, _valence(entry.get("valence"), where)))
-    return DomainLexicon(words=words, phrases=tuple(phrases))
+    return DomainLexicon(
+        words=words,
+        phrases=tuple(phrases),
+        prefilter=Prefilter([(number, phrase.regex) for number, phrase in enumerate(phrases)]),
+    )
 
 
 def load_lexicon(path: Path | None = None) -> DomainLexicon:
@@ -134,6 +142,10 @@ _SPELLED_NEGATION = re.compile(
 )
 
 
+def _contracted(m: re.Match[str]) -> str:
+    return f"{m.group(1)}n't"
+
+
 def _spelled_to_contracted(m: re.Match[str]) -> str:
     if m.group(1):
         return f"{m.group(1)}'t"
@@ -141,10 +153,20 @@ def _spelled_to_contracted(m: re.Match[str]) -> str:
     return "won't" if stem.lower() == "will" else f"{stem}n't"
 
 
+# What each rewrite needs somewhere in the text; most sentences have neither, and these
+# literal-led searches are far cheaper than the rewrites' own scans.
+_CONTRACTED_HINT = re.compile(r"n'?t\b", re.IGNORECASE)
+_SPELLED_HINT = re.compile(r"not\b", re.IGNORECASE)
+
+
 def normalize_negations(text: str) -> str:
     """Every way posts write a negated auxiliary, as its contraction ("cannot" -> "can't")."""
-    text = _CONTRACTED_NEGATION.sub(r"\1n't", text.translate(_APOSTROPHES))
-    return _SPELLED_NEGATION.sub(_spelled_to_contracted, text)
+    text = text.translate(_APOSTROPHES)
+    if _CONTRACTED_HINT.search(text):
+        text = _CONTRACTED_NEGATION.sub(_contracted, text)
+    if _SPELLED_HINT.search(text):
+        text = _SPELLED_NEGATION.sub(_spelled_to_contracted, text)
+    return text
 
 
 def _split_hashtag(match: re.Match[str]) -> str:
@@ -209,7 +231,15 @@ def _phrase_valence(sentence: str, lexicon: DomainLexicon) -> float:
     # Factual complaints ("still no refund", "on hold for 2 hours") have no word VADER scores;
     # their phrases add valence to the sentence's raw sum, as one more VADER word would.
     text = normalize_negations(sentence)
-    return sum(p.valence for p in lexicon.phrases if p.regex.search(text))
+    if lexicon.prefilter is None:
+        return sum(p.valence for p in lexicon.phrases if p.regex.search(text))
+    # Summed in file order, as if every phrase had been tried, so the float sum is the same.
+    maybe = lexicon.prefilter.candidates(text)
+    return sum(
+        p.valence
+        for number, p in enumerate(lexicon.phrases)
+        if number in maybe and p.regex.search(text)
+    )
 
 
 def label_for(compound: float) -> str:

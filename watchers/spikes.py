@@ -31,8 +31,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from scipy.stats import fisher_exact, nbinom, poisson
-
 
 class SpikeKind(StrEnum):
     VOLUME = "volume"
@@ -199,6 +197,10 @@ def upper_tail(current: int, expected: float, dispersion: float) -> float:
     """P(X ≥ current) for a count with mean ``expected`` and NB dispersion φ."""
     if current <= 0:
         return 1.0
+    # scipy.stats is imported here, not at start-up: it is tens of MB a process only needs once
+    # a watch has mentions in the window.
+    from scipy.stats import nbinom, poisson
+
     if dispersion <= 0:
         return float(poisson.sf(current - 1, expected))  # sf(k) is P(X > k)
     size = 1 / dispersion  # scipy's n; its p is n / (n + μ)
@@ -269,6 +271,8 @@ def negative_test(
     expected = current_total * usual
     p_value = 1.0
     if current_negative > 0:
+        from scipy.stats import fisher_exact  # see upper_tail
+
         table = [
             [current_negative, current_total - current_negative],
             [baseline_negative, baseline_total - baseline_negative],

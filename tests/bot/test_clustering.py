@@ -446,3 +446,32 @@ async def test_a_posted_alert_is_never_folded_into_another_story(
         # Both are out: the older leads and the other stays a story of its own.
         assert cluster.lead_mention_id == hn.id and cluster.size == 2
         assert stored["reddit"].state == MentionState.NEW and stored["reddit"].cluster_id is None
+
+
+async def test_a_batchs_rows_keep_the_order_of_its_decisions(db: Database) -> None:
+    """New stories' events and alerts are written in bulk, yet every event and outbox row of a
+    batch gets its id in the order the decisions were made (delivery goes by id)."""
+    clusterer = Clusterer()
+    stored = await file(
+        db,
+        clusterer,
+        filed(post(STORY)),
+        filed(post(RETOLD, source="reddit:r/acme")),  # joins the first: its card is updated
+        filed(post(OTHER)),
+        filed(post(RETOLD, source="hn")),  # joins again, after another new story
+    )
+    first, _, other, _ = stored
+    items = sorted(await rows(db, OutboxItem), key=lambda item: item.id)
+    assert [(item.kind, item.mention_id) for item in items] == [
+        (OutboxKind.ALERT, first.id),
+        (OutboxKind.CARD_UPDATE, first.id),
+        (OutboxKind.ALERT, other.id),
+        (OutboxKind.CARD_UPDATE, first.id),
+    ]
+    events = sorted(await rows(db, Event), key=lambda event: event.id)
+    assert [(event.action, event.mention_id) for event in events] == [
+        ("found", first.id),
+        ("merge", stored[1].id),
+        ("found", other.id),
+        ("merge", stored[3].id),
+    ]

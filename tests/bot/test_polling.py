@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from bot.polling import MENTIONS_PER_TRANSACTION, Poller
-from bot.scoring import Scorer
+from bot.scoring import SCORE_CHUNK, Scorer
 from storage import mentions as mention_store
 from storage import watches as watch_store
 from storage.db import Database
@@ -169,9 +169,10 @@ async def test_a_burst_of_one_story_raises_the_priority(
 async def test_a_burst_filed_in_several_transactions_is_one_poll(
     db: Database, feed_server: FeedServer
 ) -> None:
-    """A burst is stored in several short transactions (MENTIONS_PER_TRANSACTION each), yet
-    the poll stays one batch: copies of a story started earlier in the same poll join it
-    without a traction note, as they would in a single transaction."""
+    """A burst is stored in several short transactions (MENTIONS_PER_TRANSACTION each), part
+    by part as the pool scores it (SCORE_CHUNK each), yet the poll stays one batch: copies of
+    a story started earlier in the same poll join it without a traction note, as they would
+    in a single transaction."""
     rng = random.Random(3)
     words = [
         "alpha",
@@ -191,7 +192,7 @@ async def test_a_burst_filed_in_several_transactions_is_one_poll(
     def unrelated() -> str:
         return "Acme " + " ".join(rng.choice(words) + str(rng.randrange(10**6)) for _ in range(12))
 
-    first_part = MENTIONS_PER_TRANSACTION
+    first_part = max(MENTIONS_PER_TRANSACTION, SCORE_CHUNK)
     items = [FeedItem("lead", "", OUTAGE, "https://e.com/lead")]
     items += [FeedItem(f"f{i}", "", unrelated(), f"https://e.com/f{i}") for i in range(first_part)]
     # Three copies, filed in the next transaction: the story reaches 4 posts, past the first

@@ -244,6 +244,19 @@ async def test_a_shift_in_negative_share_opens_a_negative_spike(db: Database) ->
     assert spike.example_mention_ids == negative[::-1][:5]
 
 
+async def test_the_statistics_run_in_a_worker_process_when_given_one(db: Database) -> None:
+    """Earful passes its scoring pool, so scipy never loads in the process serving Slack."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    await seed_week(db, "acme", per_hour=6, negative_every=10)
+    await seed_burst(db, "acme", 2)
+    await seed_burst(db, "acme", 8, sentiment_label="negative")
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        [spike] = await SpikeDetector(db, clock=Clock(), executor=pool).check()
+    assert spike.kind == "negative" and spike.observed == 8
+
+
 async def test_an_angry_burst_is_one_spike_until_every_test_is_back_to_normal(
     db: Database,
 ) -> None:

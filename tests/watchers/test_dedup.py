@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from datasketch import MinHash, MinHashLSH
 
 from watchers.dedup import (
+    NUM_PERM,
+    SCHEME,
+    SIMILARITY,
     NearDuplicates,
+    Signature,
+    _bands,
     canonical_url,
     from_bytes,
     links,
@@ -116,3 +123,80 @@ def test_the_index_keeps_only_the_newest_and_filters_matches() -> None:
     assert index.find(story, accept=lambda key: False) is None
     index.clear()
     assert len(index) == 0 and index.find(story) is None
+
+
+def _variant(rng: np.random.Generator, base: np.ndarray, changed: int) -> Signature:
+    """``base`` with ``changed`` of its hash values replaced: a text that much retold."""
+    values = base.copy()
+    where = rng.choice(NUM_PERM, size=changed, replace=False)
+    values[where] = rng.integers(0, 2**32, size=changed, dtype=np.uint64)
+    return Signature(values)
+
+
+def test_the_index_finds_what_datasketchs_lsh_finds() -> None:
+    """Same candidates (a whole band in common) and same answers as MinHashLSH plus the
+    similarity check, through removals, reused rows and re-sorts of the band digests."""
+    rng = np.random.default_rng(7)
+    index = NearDuplicates()
+    reference = MinHashLSH(threshold=SIMILARITY, num_perm=NUM_PERM)
+    signatures: dict[int, Signature] = {}
+    bases = [rng.integers(0, 2**32, size=NUM_PERM, dtype=np.uint64) for _ in range(60)]
+
+    def as_minhash(sig: Signature) -> MinHash:
+        return MinHash(num_perm=NUM_PERM, hashvalues=sig.hashvalues, scheme=SCHEME)
+
+    def expected(query: Signature) -> list[tuple[float, int]]:
+        found = []
+        for key in reference.query(as_minhash(query)):
+            similarity = query.jaccard(signatures[key])
+            if similarity >= SIMILARITY:
+                found.append((similarity, key))
+        return sorted(found, key=lambda pair: (-pair[0], pair[1]))
+
+    checked = 0
+    for key in range(6_000):  # past the unsorted limit, so sorted digests are searched too
+        sig = _variant(rng, bases[key % len(bases)], int(rng.integers(0, 40)))
+        index.add(key, sig)
+        reference.insert(key, as_minhash(sig))
+        signatures[key] = sig
+        if key % 7 == 3:  # forget some, so rows are freed and reused
+            gone = int(rng.integers(0, key + 1))
+            if gone in signatures:
+                index.remove(gone)
+                reference.remove(gone)
+                del signatures[gone]
+        if key % 50 == 0:
+            query = _variant(rng, bases[int(rng.integers(0, len(bases)))], 20)
+            assert index.matches(query) == expected(query)
+            checked += len(expected(query))
+    assert len(index) == len(signatures) and checked > 100
+
+
+def test_the_bands_are_datasketchs() -> None:
+    lsh = MinHashLSH(threshold=SIMILARITY, num_perm=NUM_PERM)
+    assert _bands(SIMILARITY) == (lsh.b, lsh.r)
+
+
+def test_signatures_of_another_scheme_are_ignored_or_refused() -> None:
+    too_big = np.full(NUM_PERM, 2**40, dtype=np.uint64)
+    assert from_bytes(too_big.tobytes()) is None
+    with pytest.raises(ValueError):
+        NearDuplicates().add("x", Signature(too_big))
+
+
+def test_a_reused_row_is_not_found_under_the_signature_it_replaced() -> None:
+    """A removed entry's row is reused before the band digests are sorted again: the new text
+    must be found only by its own bands, as datasketch would (here: none in common)."""
+    rng = np.random.default_rng(3)
+    query = rng.integers(0, 2**32, size=NUM_PERM, dtype=np.uint64)
+    bands, rows = _bands(SIMILARITY)
+    similar = query.copy()
+    similar[[band * rows for band in range(bands)]] += 1  # one value off in every band
+    assert Signature(similar).jaccard(Signature(query)) >= SIMILARITY
+    index = NearDuplicates()
+    index.add("old", Signature(query))
+    index._sort()  # as after many more entries
+    assert [key for _, key in index.matches(Signature(query))] == ["old"]
+    index.remove("old")
+    index.add("new", Signature(similar))
+    assert index.matches(Signature(query)) == []
