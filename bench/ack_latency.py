@@ -429,7 +429,7 @@ async def run(args: argparse.Namespace) -> Results:
     results = Results()
     drop_database: Callable[[], None] = lambda: None  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="earful-ack-") as tmp:
-        workdir = Path(tmp)
+        workdir = Path(args.workdir or tmp)
         if args.postgres:
             database_url, drop_database = fresh_postgres(args.postgres)
         else:
@@ -529,6 +529,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ingest-timeout", type=float, default=600)
     parser.add_argument("--log-level", default="WARNING", help="Earful's log level")
     parser.add_argument("--postgres", metavar="URL", help="PostgreSQL server to use instead")
+    parser.add_argument(
+        "--workdir", metavar="DIR", help="keep the logs (and the SQLite database) here"
+    )
     parser.add_argument("--serve-bare", metavar="PORT", type=int, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -538,6 +541,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve_bare:
         serve_bare(args.serve_bare)
         return 0
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     results = asyncio.run(run(args))
     report(args, results)
     return 0

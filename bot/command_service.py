@@ -242,7 +242,7 @@ class CommandService:
         return None
 
     async def _watch_list(self) -> Reply:
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             watches = await watch_store.list_watches(session)
             states = _group(await watch_store.source_states(session))
         return watch_list_reply(watches, states)
@@ -290,7 +290,7 @@ class CommandService:
         query = compiled_query(command.query)
         exact = [s for s in command.sources if ":" in s]
         kinds = tuple(s for s in command.sources if ":" not in s)
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             posts = await post_store.recent_posts(
                 session,
                 since=utcnow() - timedelta(days=TEST_DAYS),
@@ -347,7 +347,7 @@ class CommandService:
         )
 
     async def _routes(self) -> Reply:
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             routes = await route_store.list_routes(session)
             pending = await mention_store.pending_alert_count_by_department(session)
         routing = await self.routing.load()
@@ -373,12 +373,12 @@ class CommandService:
         )
 
     async def _leads(self) -> Reply:
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             leads = await lead_store.list_leads(session)
         return leads_reply(leads)
 
     async def _status(self) -> Reply:
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             watches = await watch_store.list_watches(session)
             states = _group(await watch_store.source_states(session))
             pending = await mention_store.pending_alert_count_by_department(session)

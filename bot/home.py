@@ -187,11 +187,13 @@ class Home:
         self._db = db
         self._client = client
         self._clock = clock
+        self._building: set[str] = set()
+        self._stale: set[str] = set()
 
     async def gather(self, *, user_id: str) -> HomeData:
         now = self._clock()
         midnight = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             numbers = await queries.day_numbers(
                 session, since=midnight, until=midnight + timedelta(days=1)
             )
@@ -228,7 +230,26 @@ class Home:
         )
 
     async def publish(self, *, user_id: str) -> None:
-        """Build and publish ``user_id``'s Home. Never raises: it runs after acks."""
+        """Build and publish ``user_id``'s Home. Never raises: it runs after acks.
+
+        Requests for someone whose Home is being built already are folded into one more
+        build once that one is done: it shows everything the folded requests would have, and
+        a burst of clicks costs two builds rather than one each."""
+        if user_id in self._building:
+            self._stale.add(user_id)
+            return
+        self._building.add(user_id)
+        try:
+            while True:
+                self._stale.discard(user_id)
+                await self._publish(user_id=user_id)
+                if user_id not in self._stale:
+                    return
+        finally:
+            self._building.discard(user_id)
+            self._stale.discard(user_id)
+
+    async def _publish(self, *, user_id: str) -> None:
         try:
             view = home_view(await self.gather(user_id=user_id))
             await self._client.views_publish(user_id=user_id, view=view)

@@ -121,7 +121,7 @@ class Interactions:
         if action is None:
             return
         try:
-            async with self._db.session() as session:
+            async with self._db.read() as session:
                 mention = await mention_store.get_mention_by_message(
                     session, channel=channel_id, ts=ts
                 )

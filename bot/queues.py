@@ -219,14 +219,14 @@ class Queues:
             )
         department = command.department.value if command.department else None
         if department is None and not command.everything and channel_id:
-            async with self._db.session() as session:
+            async with self._db.read() as session:
                 department = await queries.department_of_channel(session, channel_id=channel_id)
         return await self.show(PageRef(kind=ListKind.QUEUE, department=department), user_id=user_id)
 
     async def show(self, ref: PageRef, *, user_id: str) -> Reply:
         size = self._page_size
         offset = ref.page * size
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             if ref.kind is ListKind.MINE:
                 found = await queries.claimed_open(
                     session, owner=user_id, limit=size + 1, offset=offset

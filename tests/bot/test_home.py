@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from storage import mentions as mention_store
 from storage import queries
 from storage.db import Database
 from storage.models import Mention, SlaPolicy
-from tests.fakes.slack_api import view_problems
+from tests.fakes.slack_api import FakeSlackApi, view_problems
 
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 MIDNIGHT = datetime(2026, 11, 24, tzinfo=UTC)
@@ -159,3 +160,31 @@ async def test_home_shows_my_departments_and_their_breaches(db: Database) -> Non
     nobody = await home.gather(user_id="U0NOBODY")
     assert nobody.queues == {} and nobody.breach_scope == "every department"
     assert {m.external_id for m in nobody.breaches} == {"late-pr", "late-legal"}
+
+
+async def test_publishes_asked_for_during_a_build_fold_into_one_more(
+    sqlite_url: str, fake_slack: FakeSlackApi
+) -> None:
+    db = Database(sqlite_url)
+    home = Home(db, client=AsyncWebClient(token="xoxb-test", base_url=fake_slack.url))
+    # The first publish is answered late: the clicks below arrive while it is in progress.
+    fake_slack.fail("views.publish", delay=0.5)
+    try:
+        first = asyncio.create_task(home.publish(user_id="U0ALICE"))
+        # Recorded on arrival, answered later (wait_for waits for answers).
+        async with asyncio.timeout(30):
+            while not fake_slack.calls_to("views.publish"):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        async with db.session() as session:
+            await mention_store.add_mentions(
+                session, mentions=[make("late", owner="U0ALICE", state="claimed", title="Late")]
+            )
+        await asyncio.gather(*(home.publish(user_id="U0ALICE") for _ in range(10)))
+        await asyncio.wait_for(first, timeout=30)
+    finally:
+        await db.dispose()
+    published = fake_slack.calls_to("views.publish")
+    assert len(published) == 2
+    # The second build shows what changed while the first was being published.
+    assert "Late" in json.dumps(published[-1].args["view"])
+    assert "Late" not in json.dumps(published[0].args["view"])
