@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 from slack_bolt.request.async_request import AsyncBoltRequest
+
+from watchers.http import nested_deeper_than
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +31,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def _refuse(status: int, error: str) -> web.Response:
     # A fixed message: nothing of the request is echoed back.
     return web.json_response({"ok": False, "error": error}, status=status)
-
-
-def nested_deeper_than(document: Any, limit: int) -> bool:
-    """Whether ``document`` nests lists/objects more than ``limit`` deep (without recursion)."""
-    stack: list[tuple[Any, int]] = [(document, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(node, dict):
-            stack.extend((value, depth + 1) for value in node.values())
-        elif isinstance(node, list):
-            stack.extend((value, depth + 1) for value in node)
-    return False
 
 
 def body_problem(request: web.Request, text: str) -> str | None:

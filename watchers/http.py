@@ -660,13 +660,14 @@ def decode_json(response: FetchResponse) -> Any:
         raise SourceError(f"JSON from {host} is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise SourceError(f"malformed JSON from {host}: {str(exc)[:120]}") from None
-    if _too_deep(document, MAX_JSON_DEPTH):
+    if nested_deeper_than(document, MAX_JSON_DEPTH):
         raise SourceError(f"JSON from {host} is nested too deeply")
     return document
 
 
-def _too_deep(document: Any, limit: int) -> bool:
-    # Iterative, so a hostile document cannot exhaust the stack while being checked.
+def nested_deeper_than(document: Any, limit: int) -> bool:
+    """Whether ``document`` nests lists/objects more than ``limit`` deep. Iterative, so a
+    hostile document cannot exhaust the stack while being checked (sources and Slack alike)."""
     stack: list[tuple[Any, int]] = [(document, 0)]
     while stack:
         node, depth = stack.pop()
