@@ -19,6 +19,7 @@ from bot.catalog import compiled_query
 from bot.digest import Digests
 from bot.errors import CommandError, NotAllowed, NotFound
 from bot.mutes import Mutes
+from bot.permalinks import Permalinks
 from bot.queues import Queues
 from bot.replies import (
     Reply,
@@ -87,7 +88,8 @@ class CommandService:
             db, admins=settings.admins, client=client, on_changed=on_watches_changed
         )
         # Queue lists and mute rules; handlers/queues.py reaches them here for their buttons.
-        self.queues = Queues(db, client=client)
+        self.permalinks = Permalinks(client)
+        self.queues = Queues(db, client=client, permalinks=self.permalinks)
         self.mutes = Mutes(db, admins=settings.admins, client=client)
         # The executive digest; handlers/digest.py and the scheduler reach it here.
         self.digests = Digests(db, client=client, posting_client=build_posting_client(settings))

@@ -8,7 +8,6 @@ through its ``response_url``, so paging keeps no state on our side.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
-from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import (
     ActionsBlock,
     ButtonElement,
@@ -31,6 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import mrkdwn
 from bot.errors import EarfulError
 from bot.ids import ActionId
+from bot.permalinks import Permalinks
 from bot.queue_commands import MAX_SEARCH, Mine, QueueShow, Search
 from bot.replies import Reply, error_reply
 from storage import queries
@@ -202,9 +201,11 @@ class Queues:
         client: AsyncWebClient,
         clock: Callable[[], datetime] = utcnow,
         page_size: int = PAGE_SIZE,
+        permalinks: Permalinks | None = None,
     ) -> None:
         self._db = db
         self._client = client
+        self._permalinks = permalinks or Permalinks(client)
         self._clock = clock
         self._page_size = page_size
 
@@ -255,21 +256,9 @@ class Queues:
 
     async def _links(self, mentions: Sequence[Mention]) -> dict[int, str]:
         """Permalinks of the alerts that are posted; a failed lookup falls back to the post."""
-        posted = [m for m in mentions if m.id is not None and m.channel and m.ts]
-
-        async def one(mention: Mention) -> tuple[int, str | None]:
-            assert mention.id is not None
-            try:
-                response = await self._client.chat_getPermalink(
-                    channel=str(mention.channel), message_ts=str(mention.ts)
-                )
-                return mention.id, str(response.get("permalink") or "") or None
-            except SlackApiError as exc:
-                log.info("no permalink for mention %s: %s", mention.id, exc.response.get("error"))
-                return mention.id, None
-
-        found = await asyncio.gather(*(one(m) for m in posted))
-        return {mention_id: link for mention_id, link in found if link}
+        return await self._permalinks.links(
+            [(m.id, m.channel, m.ts) for m in mentions if m.id is not None]
+        )
 
     async def turn_page(self, *, user_id: str, value: str | None) -> Reply:
         """Previous/Next: the page a button's value describes. Never raises."""

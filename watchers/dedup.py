@@ -239,15 +239,17 @@ class NearDuplicates:
     which for an index fed in arrival order means the stories least likely to come back.
 
     The banding is datasketch's (a candidate shares all the hash values of at least one band
-    with the query), kept compactly: every signature is one row of a uint32 array, and each
-    band's 64-bit digests sit in a sorted array per band, searched by bisection. Rows added
-    since the last sort are scanned directly until there are enough of them to re-sort; a
-    removed row is only marked free. Candidates are confirmed on their values, so a stale or
+    with the query), kept compactly: every signature is one row of a uint32 array, and the
+    64-bit digests of all its bands (salted per band) sit in one sorted array, so one
+    bisection looks up every band of a query. Rows added since the last sort are found through
+    a dict per band until there are enough of them to re-sort; a removed row is only marked
+    free. Candidates are confirmed on their values, so a stale or
     colliding digest never makes a match. About 400 bytes an entry, against some 4 KB for
     datasketch's MinHash objects and dictionaries of byte strings.
     """
 
-    _UNSORTED_LIMIT = 2_048  # rows scanned directly before the sorted digests are rebuilt
+    _UNSORTED_LIMIT = 2_048  # rows looked up in dicts before the sorted digests are rebuilt
+    _RECENT_CAP = 16_384
 
     def __init__(self, *, threshold: float = SIMILARITY, max_size: int | None = None) -> None:
         self._threshold = threshold
@@ -257,6 +259,10 @@ class NearDuplicates:
         self._mixers = np.random.default_rng(0x5EED).integers(
             1, 2**63, size=self._band_rows, dtype=np.uint64
         ) * np.uint64(2) + np.uint64(1)
+        # Two bands' equal digests must not look alike once every band shares one array.
+        self._salts = np.random.default_rng(0x5A17).integers(
+            0, 2**63, size=self._band_count, dtype=np.uint64
+        )
         self.clear()
 
     def clear(self) -> None:
@@ -267,8 +273,13 @@ class NearDuplicates:
         self._digests = np.zeros((0, self._band_count), dtype=np.uint64)
         self._order = np.zeros(0, dtype=np.int64)  # row → when it was added (ties go oldest)
         self._added = 0
-        self._sorted: list[tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]] = []
-        self._unsorted: list[int] = []
+        # Every band's digests in one sorted array, each salted with its band's number so
+        # one bisection looks a query's bands up all at once; and the row of each.
+        self._sorted_digests = np.zeros(0, dtype=np.uint64)
+        self._sorted_rows = np.zeros(0, dtype=np.int64)
+        # Rows added since the last sort, per band: digest → rows.
+        self._recent: list[dict[int, list[int]]] = [{} for _ in range(self._band_count)]
+        self._unsorted = 0
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -291,9 +302,11 @@ class NearDuplicates:
         self._added += 1
         self._keys[row] = key
         self._rows[key] = row
-        self._unsorted.append(row)
-        if len(self._unsorted) > max(self._UNSORTED_LIMIT, len(self._rows)):
-            self._sort()  # an index only ever added to must not list rows without end
+        for recent, digest in zip(self._recent, self._digests[row].tolist(), strict=True):
+            recent.setdefault(digest, []).append(row)
+        self._unsorted += 1
+        if self._unsorted > self._resort_after():
+            self._sort()
         if self._max_size is not None:
             while len(self._rows) > self._max_size:
                 self.remove(next(iter(self._rows)))
@@ -366,34 +379,36 @@ class NearDuplicates:
         self._keys.append(None)
         return row
 
+    def _resort_after(self) -> int:
+        # Re-sorting costs O(n log n): waiting for a share of the index keeps it a few
+        # microseconds an addition, and the cap bounds the memory of the recent rows' dicts.
+        return min(max(self._UNSORTED_LIMIT, len(self._rows) // 8), self._RECENT_CAP)
+
     def _candidates(self, values: npt.NDArray[np.uint32]) -> npt.NDArray[np.int64]:
         """Rows that may share a band with ``values``: live, deduplicated, not yet confirmed."""
-        if len(self._unsorted) > self._UNSORTED_LIMIT:
-            self._sort()
         digest = self._digest(values[np.newaxis])[0]
-        found = []
-        for band, (digests, rows) in enumerate(self._sorted):
-            low = np.searchsorted(digests, digest[band], side="left")
-            high = np.searchsorted(digests, digest[band], side="right")
-            found.append(rows[low:high])
-        if self._unsorted:
-            recent = np.asarray(self._unsorted, dtype=np.int64)
-            found.append(recent[(self._digests[recent] == digest).any(axis=1)])
-        rows = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+        found: list[int] = []
+        if len(self._sorted_digests):
+            salted = digest ^ self._salts
+            low = np.searchsorted(self._sorted_digests, salted, side="left")
+            high = np.searchsorted(self._sorted_digests, salted, side="right")
+            for start, stop in zip(low.tolist(), high.tolist(), strict=True):
+                if stop > start:
+                    found.extend(self._sorted_rows[start:stop].tolist())
+        for recent, band_digest in zip(self._recent, digest.tolist(), strict=True):
+            found.extend(recent.get(band_digest, ()))
         # A freed row may still be listed (until the next sort) under its old or new values.
-        live = np.fromiter(
-            (self._rows.get(self._keys[row]) == row for row in rows), dtype=bool, count=len(rows)
-        )
-        return rows[live]
+        rows = sorted({row for row in found if self._rows.get(self._keys[row]) == row})
+        return np.asarray(rows, dtype=np.int64)
 
     def _sort(self) -> None:
         rows = np.fromiter(self._rows.values(), dtype=np.int64, count=len(self._rows))
-        self._sorted = []
-        for band in range(self._band_count):
-            digests = self._digests[rows, band]
-            order = np.argsort(digests, kind="stable")
-            self._sorted.append((digests[order], rows[order]))
-        self._unsorted = []
+        salted = (self._digests[rows] ^ self._salts).ravel()
+        order = np.argsort(salted, kind="stable")
+        self._sorted_digests = salted[order]
+        self._sorted_rows = np.repeat(rows, self._band_count)[order]
+        self._recent = [{} for _ in range(self._band_count)]
+        self._unsorted = 0
 
     def find(
         self, minhash: MinHash, *, accept: Callable[[Hashable], bool] | None = None

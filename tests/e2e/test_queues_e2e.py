@@ -164,6 +164,8 @@ async def test_queue_pages_claims_and_links_in_place(
         for url in permalinks
     )
     assert "https://example.com/s0" in permalinks
+    # Built from the workspace's address: no Web API call per listed alert inside the ack.
+    assert not fake_slack.calls_to("chat.getPermalink")
 
     # Claim from the list: the mention is Bob's, the list redraws, and his Home follows.
     claim = next(
