@@ -161,6 +161,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class SkippedOverlappingRun(logging.Filter):
+    """Demotes APScheduler's warning that a run was skipped because the previous one is still
+    going to DEBUG: a poll of a big burst outlasts the one-second tick, and a warning every
+    tick would bury the real ones. A job that never ends is reported by ``/healthz`` and
+    ``/earful status`` (stuck jobs) instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "skipped: maximum number of running instances reached" in str(record.msg):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
 def configure_logging(
     level: str = "INFO", log_format: LogFormat = "text", *, secrets: Iterable[str] = ()
 ) -> None:
@@ -175,3 +188,5 @@ def configure_logging(
     logging.captureWarnings(True)
     # APScheduler logs every job run at INFO; our own logs say what matters.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # A logger's filters see only its own records: the warning comes from this one.
+    logging.getLogger("apscheduler.scheduler").filters[:] = [SkippedOverlappingRun()]

@@ -164,3 +164,34 @@ def test_configured_secrets_are_redacted_even_without_a_recognisable_shape(
         assert secret not in err
     assert err.count("…redacted") >= 4
     assert len(json_lines(err)) == 3
+
+
+@pytest.mark.usefixtures("restore_root_logging")
+async def test_a_run_skipped_behind_a_long_one_is_not_a_warning(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A poll of a big burst outlasts the tick: APScheduler skips the next runs and says so at
+    # WARNING every tick. Earful's log keeps its warnings for what needs a person.
+    from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    configure_logging("INFO", "text")
+    release = asyncio.Event()
+    skipped = asyncio.Event()
+
+    async def long_poll() -> None:
+        await release.wait()
+
+    scheduler = AsyncIOScheduler()
+    scheduler.add_listener(lambda _: skipped.set(), mask=EVENT_JOB_MAX_INSTANCES)
+    scheduler.add_job(long_poll, "interval", seconds=0.05, max_instances=1, id="poll")
+    scheduler.start()
+    try:
+        await asyncio.wait_for(skipped.wait(), timeout=30)
+        log.warning("a real warning")
+    finally:
+        release.set()
+        scheduler.shutdown(wait=False)
+    err = capsys.readouterr().err
+    assert "a real warning" in err
+    assert "skipped" not in err
