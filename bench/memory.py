@@ -36,16 +36,19 @@ import numpy as np
 from aiohttp import web
 from sqlalchemy import create_engine, insert, text
 
-from bench.ack_latency import ADMIN, SIGNING_SECRET, Client, base_env, start_process
 from bench.workload import (
+    ADMIN,
+    SIGNING_SECRET,
     brand_names,
-    descendants,
+    command,
+    earful_env,
     free_port,
     fresh_postgres,
     make_posts,
     review_texts,
     rss_feed,
-    rss_mb,
+    start_earful,
+    tree_rss_mb,
 )
 from storage.db import sync_url
 from storage.migrate import upgrade
@@ -167,16 +170,8 @@ async def measure(args: argparse.Namespace, database_url: str, workdir: Path) ->
     )
     try:
         async with FakeSlackApi() as slack, aiohttp.ClientSession() as http:
-            env = base_env(slack.url, free_port())
-            env.update(
-                DATABASE_URL=database_url,
-                EARFUL_ADMINS=ADMIN,
-                EARFUL_FETCH_ALLOW_PRIVATE="true",
-                EARFUL_FETCH_PER_HOST_RATE="1000",
-                EARFUL_POLL_TICK_SECONDS="1",
-                EARFUL_LOG_LEVEL=args.log_level,
-            )
-            server = start_process("earful", ["-m", "bot", "run"], env, workdir)
+            env = earful_env(slack.url, database_url=database_url, log_level=args.log_level)
+            server = start_earful(env, workdir)
             try:
                 await server.wait_healthy(http)
                 try:
@@ -185,16 +180,12 @@ async def measure(args: argparse.Namespace, database_url: str, workdir: Path) ->
                     tail = server.log_path.read_text(errors="replace").splitlines()[-30:]
                     print(*tail, sep="\n", file=sys.stderr)
                     raise
-                client = Client(http, SlackRequestSigner(SIGNING_SECRET))
-                for command in ("queue", f"search {brands[0]}", "status"):
-                    reply = await client.command(server.events_url, command)
+                signer = SlackRequestSigner(SIGNING_SECRET)
+                for asked in ("queue", f"search {brands[0]}", "status"):
+                    reply = await command(http, server.events_url, asked, signer=signer)
                     if not json.dumps(reply):
-                        raise RuntimeError(f"/earful {command} gave no reply")
-                pid = server.process.pid
-                figures = {"main": rss_mb(pid)}
-                for child, what in descendants(pid):
-                    figures[f"{what} ({child})"] = rss_mb(child)
-                return figures
+                        raise RuntimeError(f"/earful {asked} gave no reply")
+                return tree_rss_mb(server.process.pid)
             finally:
                 server.stop()
     finally:

@@ -1,5 +1,6 @@
 """What the load benches share: realistic posts, watches over made-up brands, an RSS feed of
-them, subprocess helpers and percentiles.
+them, ``earful run`` as a subprocess (its environment, start-up, signed commands and stop), the
+resident memory of a process tree, and percentiles.
 
 Post texts are real app reviews (``/work/shared/data/app_reviews_labeled.csv``, or the copy
 named by ``EARFUL_BENCH_REVIEWS``) with a watched brand written into each, so their length,
@@ -9,18 +10,34 @@ file is missing, so the benches still run anywhere.
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import json
 import os
 import random
+import signal
 import socket
 import statistics
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
+import aiohttp
+
+from tests.fakes.slack_requests import FORM, SlackRequestSigner, slash_command
+from tests.support.earful_process import healthy
+
+ROOT = Path(__file__).resolve().parents[1]
+SIGNING_SECRET = "bench-signing-secret-0123456789"
+BOT_TOKEN = "xoxb-1-2-benchtoken"
+ADMIN = "U0ADMIN"
 REVIEWS = Path(os.environ.get("EARFUL_BENCH_REVIEWS", "/work/shared/data/app_reviews_labeled.csv"))
 _FALLBACK = (
     "The app keeps crashing every time I open my account settings, please fix this",
@@ -130,6 +147,15 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def tree_rss_mb(pid: int) -> dict[str, float]:
+    """Resident memory in MB of ``pid`` (``main``) and of every process below it, each named
+    by what it is and its pid."""
+    figures = {"main": rss_mb(pid)}
+    for child, what in descendants(pid):
+        figures[f"{what} ({child})"] = rss_mb(child)
+    return figures
+
+
 def descendants(pid: int, *, parent: str = "") -> list[tuple[int, str]]:
     """Every process below ``pid`` (the scoring pool's forkserver, its workers, the resource
     tracker), with a short description taken from its command line."""
@@ -173,3 +199,100 @@ def fresh_postgres(url: str, *, suffix: str = "") -> tuple[str, Callable[[], Non
 
     fresh = make_url(admin).set(database=name).render_as_string(hide_password=False)
     return fresh, drop
+
+
+# ----------------------------------------------------------------- Earful as a subprocess
+
+
+@dataclass
+class Server:
+    """A process serving Slack's requests on ``base``, its output in ``log_path``."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    base: str
+    log_path: Path
+
+    @property
+    def events_url(self) -> str:
+        return self.base + "/slack/events"
+
+    async def wait_healthy(self, http: aiohttp.ClientSession, *, within: float = 60) -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            if await healthy(http, self.base):
+                return
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not start; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_process(name: str, args: Sequence[str], env: dict[str, str], workdir: Path) -> Server:
+    """``python *args`` from the repository root, on ``env["PORT"]``, logging to
+    ``workdir / f"{name}.log"``."""
+    log_path = workdir / f"{name}.log"
+    port = int(env["PORT"])
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, *args], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+    return Server(name, process, f"http://127.0.0.1:{port}", log_path)
+
+
+def base_env(slack_url: str, port: int) -> dict[str, str]:
+    """This environment without Earful's settings, plus the bench's Slack app on ``port``."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("SLACK_", "EARFUL_", "DATABASE_URL", "PORT"))
+    }
+    env.update(
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=slack_url,
+        PORT=str(port),
+        EARFUL_HOST="127.0.0.1",
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+def earful_env(slack_url: str, *, database_url: str, log_level: str) -> dict[str, str]:
+    """``earful run``'s environment: ``base_env`` on a free port, ADMIN its admin, polling
+    local feeds as fast as they answer."""
+    env = base_env(slack_url, free_port())
+    env.update(
+        DATABASE_URL=database_url,
+        EARFUL_ADMINS=ADMIN,
+        EARFUL_FETCH_ALLOW_PRIVATE="true",
+        EARFUL_FETCH_PER_HOST_RATE="1000",
+        EARFUL_POLL_TICK_SECONDS="1",
+        EARFUL_LOG_LEVEL=log_level,
+    )
+    return env
+
+
+def start_earful(env: dict[str, str], workdir: Path) -> Server:
+    return start_process("earful", ["-m", "bot", "run"], env, workdir)
+
+
+async def command(
+    http: aiohttp.ClientSession, url: str, text: str, *, signer: SlackRequestSigner
+) -> dict[str, Any]:
+    """``/earful text`` from ADMIN, signed; Earful's reply."""
+    body = slash_command(text, user_id=ADMIN)
+    headers = {"Content-Type": FORM, **signer.headers(body)}
+    async with http.post(url, data=body, headers=headers) as response:
+        if response.status != 200:
+            raise RuntimeError(f"/earful {text}: HTTP {response.status}")
+        return dict(json.loads(await response.text()))

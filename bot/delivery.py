@@ -47,6 +47,7 @@ from bot.cards import (
 )
 from bot.channel_pacer import ChannelPacer, ChannelPaused
 from bot.logs import correlated
+from bot.slack_history import Message, find_message, metadata_of
 from bot.spikes import CrisisData, load_crisis
 from bot.summary_cards import (
     GroupedMention,
@@ -126,6 +127,16 @@ def _retry_after(exc: SlackApiError) -> float:
 
 def _rate_limited(exc: SlackApiError) -> bool:
     return exc.response.status_code == 429 or exc.response.get("error") == "ratelimited"
+
+
+def _posted_for(event_type: str, outbox_id: int) -> Callable[[Message], bool]:
+    """Matches the message posted for an outbox item, by the metadata ``_post_once`` gave it."""
+
+    def matches(message: Message) -> bool:
+        found_type, payload = metadata_of(message)
+        return found_type == event_type and payload.get("outbox_id") == outbox_id
+
+    return matches
 
 
 class Delivery:
@@ -493,31 +504,13 @@ class Delivery:
         event_type: str = METADATA_EVENT_TYPE,
     ) -> str | None:
         """The ts of a message an earlier attempt already posted for this outbox item."""
-        oldest = f"{since.timestamp() - 60:.6f}"
-        cursor: str | None = None
-        for _ in range(10):
-            kwargs: dict[str, Any] = {
-                "channel": channel,
-                "oldest": oldest,
-                "limit": 200,
-                "include_all_metadata": True,
-            }
-            if cursor:
-                kwargs["cursor"] = cursor
-            response = await self._client.conversations_history(**kwargs)
-            message: dict[str, Any]
-            for message in response.get("messages", []):
-                metadata: dict[str, Any] = message.get("metadata") or {}
-                payload: dict[str, Any] = metadata.get("event_payload") or {}
-                if (
-                    metadata.get("event_type") == event_type
-                    and payload.get("outbox_id") == outbox_id
-                ):
-                    return str(message["ts"])
-            cursor = (response.get("response_metadata") or {}).get("next_cursor")
-            if not cursor:
-                break
-        return None
+        found = await find_message(
+            self._client,
+            channel=channel,
+            matches=_posted_for(event_type, outbox_id),
+            oldest=f"{since.timestamp() - 60:.6f}",
+        )
+        return None if found is None else str(found["ts"])
 
     async def _update_card(self, item: OutboxItem) -> None:
         assert item.id is not None
@@ -729,26 +722,13 @@ class Delivery:
         event_type: str = NOTICE_EVENT_TYPE,
     ) -> bool:
         """Whether an earlier attempt already posted this notice (in the thread, if any)."""
-        cursor: str | None = None
-        for _ in range(10):
-            kwargs: dict[str, Any] = {"channel": channel, "limit": 200}
-            kwargs["include_all_metadata"] = True
-            if cursor:
-                kwargs["cursor"] = cursor
-            if thread_ts is not None:
-                response = await self._client.conversations_replies(ts=thread_ts, **kwargs)
-            else:
-                response = await self._client.conversations_history(**kwargs)
-            message: dict[str, Any]
-            for message in response.get("messages", []):
-                metadata: dict[str, Any] = message.get("metadata") or {}
-                found: dict[str, Any] = metadata.get("event_payload") or {}
-                if metadata.get("event_type") == event_type and found.get("outbox_id") == outbox_id:
-                    return True
-            cursor = (response.get("response_metadata") or {}).get("next_cursor")
-            if not cursor:
-                break
-        return False
+        found = await find_message(
+            self._client,
+            channel=channel,
+            matches=_posted_for(event_type, outbox_id),
+            thread_ts=thread_ts,
+        )
+        return found is not None
 
     async def _spike_alerted(self, spike_id: int) -> None:
         async with self._db.session() as session:

@@ -28,6 +28,7 @@ from bot.digest_charts import Chart, render_charts
 from bot.digest_schedule import DigestWindow
 from bot.errors import CommandError
 from bot.replies import Reply
+from bot.slack_history import find_message, metadata_of
 from storage import digest_data
 from storage import stats as stats_store
 from storage.db import Database
@@ -237,32 +238,19 @@ class Digests:
         return str(response["channel"]["id"])
 
     async def _already_posted(self, channel: str, key: dict[str, Any]) -> bool:
-        cursor: str | None = None
         try:
-            for _ in range(HISTORY_PAGES):
-                kwargs: dict[str, Any] = {
-                    "channel": channel,
-                    "limit": 100,
-                    "include_all_metadata": True,
-                }
-                if cursor:
-                    kwargs["cursor"] = cursor
-                response = await self._client.conversations_history(**kwargs)
-                message: dict[str, Any]
-                for message in response.get("messages", []):
-                    metadata: dict[str, Any] = message.get("metadata") or {}
-                    if (
-                        metadata.get("event_type") == METADATA_EVENT_TYPE
-                        and metadata.get("event_payload") == key
-                    ):
-                        return True
-                cursor = (response.get("response_metadata") or {}).get("next_cursor")
-                if not cursor:
-                    break
+            found = await find_message(
+                self._client,
+                channel=channel,
+                matches=lambda message: metadata_of(message) == (METADATA_EVENT_TYPE, key),
+                limit=100,
+                pages=HISTORY_PAGES,
+            )
         except SlackApiError as exc:
             # Not knowing is not a reason to skip a day: post, and accept a rare duplicate.
             log.warning("could not read %s's history: %s", channel, exc.response.get("error"))
-        return False
+            return False
+        return found is not None
 
     def send_in_background(self, work: Awaitable[Any], *, what: str) -> None:
         """For ``digest now``: the reply goes back at once, the digest follows."""

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +31,7 @@ from tests.e2e.test_cli import CLEAN_ENV, free_port
 from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.slack_requests import FORM, SlackRequestSigner, post_signed, slash_command
 from tests.support.earful import ADMIN
+from tests.support.earful_process import EarfulProcess
 from tests.support.feeds import FeedItem, FeedServer, rss
 
 POSTS = 2000
@@ -65,71 +63,24 @@ def burst() -> list[list[FeedItem]]:
     return feeds
 
 
-@dataclass
-class Earful:
-    """``earful run`` as a subprocess, started and killed at will."""
+class Earful(EarfulProcess):
+    """``earful run`` as a subprocess, started and killed at will, told what to do as ADMIN."""
 
-    env: dict[str, str]
-    cwd: Path
-    signer: SlackRequestSigner
-    process: asyncio.subprocess.Process | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.env['PORT']}"
+    def __init__(self, env: dict[str, str], cwd: Path, signer: SlackRequestSigner) -> None:
+        super().__init__(env, cwd)
+        self.signer = signer
 
     async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            "run",
-            env=self.env,
-            cwd=self.cwd,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=(self.cwd / "earful.log").open("ab"),
-        )
-        async with aiohttp.ClientSession() as http:
-            await until(lambda: self._healthy(http), what="earful run to answer /healthz")
-
-    async def _healthy(self, http: aiohttp.ClientSession) -> bool:
-        assert self.process is not None and self.process.returncode is None, self.log()
-        try:
-            async with http.get(self.base + "/healthz") as response:
-                return response.status == 200
-        except aiohttp.ClientError:
-            return False
+        await super().start()
+        await self.wait_healthy()
 
     async def command(self, text: str) -> str:
         async with aiohttp.ClientSession() as http:
             response = await post_signed(
-                http,
-                self.base + "/slack/events",
-                slash_command(text, user_id=ADMIN),
-                FORM,
-                self.signer,
+                http, self.events_url, slash_command(text, user_id=ADMIN), FORM, self.signer
             )
             assert response.status == 200
             return await response.text()
-
-    async def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(20):
-                    await self.process.wait()
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-
-    def log(self) -> str:
-        path = self.cwd / "earful.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
 
 async def until(condition: Callable[[], Awaitable[bool]], *, what: str, within: float = 60) -> None:
@@ -170,7 +121,7 @@ async def earful(
     try:
         yield process
     finally:
-        await process.stop()
+        await process.stop(within=20)
 
 
 def alerts_in_slack(fake: FakeSlackApi) -> tuple[Counter[int], Counter[int]]:
@@ -253,7 +204,7 @@ async def finish_after_restart(earful: Earful, database_url: str) -> Peek:
         return bool(stored == POSTS and polled == FEEDS and pending == 0)
 
     await until(settled, what="every post stored and the outbox empty", within=120)
-    await earful.stop()
+    await earful.stop(within=20)
     return peek
 
 

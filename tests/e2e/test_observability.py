@@ -3,10 +3,7 @@ polls of local feeds, an alert delivered through the fake Slack after a 429."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
-import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,7 +28,9 @@ from tests.fakes.slack_requests import (
     slash_command,
 )
 from tests.support.earful import Earful, earful_settings
+from tests.support.earful_process import EarfulProcess
 from tests.support.feeds import FeedItem, FeedServer, rss
+from tests.support.leaks import assert_no_leaks
 from tests.support.metrics import Samples, scrape, scrape_until
 
 METRICS_TOKEN = "scrape-me-with-this-0123456789"
@@ -167,14 +166,13 @@ async def test_json_logs_carry_one_correlation_id_per_request(
     slack_signer: SlackRequestSigner,
     signing_secret: str,
 ) -> None:
-    port = free_port()
     env = {
         **CLEAN_ENV,
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": signing_secret,
         "SLACK_API_URL": fake_slack.url,
         "DATABASE_URL": f"sqlite:///{tmp_path}/earful.db",
-        "PORT": str(port),
+        "PORT": str(free_port()),
         "EARFUL_HOST": "127.0.0.1",
         "EARFUL_ADMINS": "U0ALICE",
         "EARFUL_LOG_FORMAT": "json",
@@ -187,31 +185,20 @@ async def test_json_logs_carry_one_correlation_id_per_request(
     # A feed whose address holds something that looks like a token; it fails, and the warning
     # about it must not print the token.
     feed = feed_server.serve(f"/{FEED_SECRET}/feed.xml", b"down", status=500)
-    log_path = tmp_path / "earful.log"
-    # A file, not a pipe: DEBUG logs would fill a pipe's buffer and block the process.
-    with log_path.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            "run",
-            env=env,
-            cwd=tmp_path,
-            stdout=log_file,
-            stderr=log_file,
-        )
-    base = f"http://127.0.0.1:{port}"
+    earful = EarfulProcess(env, tmp_path)
+    await earful.start()
+    base = earful.base
     sent = 0
     try:
         async with aiohttp.ClientSession() as http:
-            await _wait_healthy(http, base)
+            await earful.wait_healthy(within=30)
             async with http.get(base + "/metrics") as refused:
                 assert refused.status == 401
             await scrape(http, base + "/metrics", token=METRICS_TOKEN)
 
             for text in ("help", f'watch add leaky "acme" sources=rss:{feed} kind=brand'):
                 response = await post_signed(
-                    http, base + "/slack/events", slash_command(text), FORM, slack_signer
+                    http, earful.events_url, slash_command(text), FORM, slack_signer
                 )
                 reply = await response.text()
                 assert response.status == 200 and "Only Earful admins" not in reply, reply
@@ -220,7 +207,7 @@ async def test_json_logs_carry_one_correlation_id_per_request(
             # the listener logs a warning after the ack, from a task of its own.
             fake_slack.fail("chat.postEphemeral", error="channel_not_found")
             click = block_action(ActionId.CLAIM, "not-a-mention", channel_id="C0GENERAL")
-            response = await post_signed(http, base + "/slack/events", click, FORM, slack_signer)
+            response = await post_signed(http, earful.events_url, click, FORM, slack_signer)
             assert response.status == 200
             sent += 1
             await fake_slack.wait_for("chat.postEphemeral")
@@ -239,17 +226,15 @@ async def test_json_logs_carry_one_correlation_id_per_request(
                 token=METRICS_TOKEN,
             )
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.wait(), timeout=30)
-    output = log_path.read_text(encoding="utf-8")
-    assert process.returncode == 0, output[-3000:]
+        await earful.stop()
+    output = earful.log_path.read_text(encoding="utf-8")
+    assert earful.returncode == 0, output[-3000:]
 
     # Every line is one JSON record; no secret got through in any field.
     records = [json.loads(line) for line in output.splitlines() if line.strip()]
     assert records and all({"time", "level", "logger", "message"} <= r.keys() for r in records)
-    assert BOT_TOKEN not in output and "LogTestBotToken" not in output
-    assert "FeedPathSecret" not in output and "xoxb-…redacted" in output
+    assert_no_leaks(output, [BOT_TOKEN, "LogTestBotToken", "FeedPathSecret"])
+    assert "xoxb-…redacted" in output
 
     by_request: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
@@ -284,15 +269,3 @@ async def test_json_logs_carry_one_correlation_id_per_request(
     # The failing poll's warning carries its poll's id and the source type (not its URL).
     [failed] = [r for r in records if "failed" in r["message"] and r["logger"] == "bot.polling"]
     assert failed["correlation_id"].startswith("poll-") and failed["source"] == "rss"
-
-
-async def _wait_healthy(http: aiohttp.ClientSession, base: str) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            try:
-                async with http.get(base + "/healthz") as health:
-                    if health.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)

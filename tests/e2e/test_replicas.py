@@ -11,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 import time
-import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -24,8 +22,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 
 from bot.ids import ActionId
 from bot.jobs import JobId
@@ -42,7 +39,7 @@ from tests.fakes.slack_requests import (
     post_signed,
     slash_command,
 )
-from tests.support.databases import postgres_url
+from tests.support.earful_process import EarfulProcess
 from tests.support.feeds import FeedItem, FeedServer, rss
 
 JOB_INTERVAL = 2.0  # seconds, for every job but the poll tick
@@ -50,39 +47,7 @@ TIMED_JOBS = [job for job in JobId if job is not JobId.POLL]  # the poll also ru
 TAKEOVER_LIMIT = 60.0
 
 
-@pytest.fixture
-def empty_postgres() -> Iterator[str]:
-    """A new, empty database: the replicas migrate it themselves, all at once."""
-    base = postgres_url()
-    if base is None:
-        pytest.skip("TEST_POSTGRES_URL is not set")
-    name = f"earful_r_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(
-        make_url(base).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@dataclass
-class Replica:
-    name: str
-    base: str
-    process: asyncio.subprocess.Process
-    log: Path
-
-    @property
-    def events_url(self) -> str:
-        return self.base + "/slack/events"
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
+Replica = EarfulProcess
 
 
 @dataclass
@@ -152,33 +117,15 @@ async def cluster(
             "EARFUL_LEADER_CHECK_SECONDS": "1",
             "EARFUL_JOB_INTERVALS": intervals,
         }
-        log = tmp_path / f"replica-{number}.log"
-        with log.open("wb") as out:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bot",
-                "run",
-                env=env,
-                cwd=tmp_path,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        replicas.append(Replica(f"replica-{number}", f"http://127.0.0.1:{port}", process, log))
+        replica = Replica(env, tmp_path, name=f"replica-{number}")
+        await replica.start()
+        replicas.append(replica)
     http = aiohttp.ClientSession()
     try:
         yield Cluster(replicas, http, slack_signer)
     finally:
         await http.close()
-        for replica in replicas:
-            if replica.process.returncode is None:
-                replica.process.send_signal(signal.SIGTERM)
-        for replica in replicas:
-            try:
-                await asyncio.wait_for(replica.process.wait(), timeout=30)
-            except TimeoutError:
-                replica.process.kill()
-                await replica.process.wait()
+        await asyncio.gather(*(replica.stop() for replica in replicas))
 
 
 async def job_runs(url: str) -> list[JobRun]:
@@ -310,10 +257,8 @@ async def test_three_replicas_one_leader_and_a_takeover_that_loses_nothing(
         return any(call.status == 500 for call in fake_slack.calls_to("chat.postMessage"))
 
     await eventually(post_failed, 20, "the second alert attempted")
-    leader.process.kill()
     killed_at = time.monotonic()
-    await leader.process.wait()
-    assert leader.process.returncode == -signal.SIGKILL
+    assert await leader.kill() == -signal.SIGKILL
 
     # While nobody leads (or just after), a watch is added: it is due, and must be polled.
     blog = feed_server.serve(
@@ -355,6 +300,5 @@ async def test_three_replicas_one_leader_and_a_takeover_that_loses_nothing(
     assert_once_per_interval(runs)
 
     for replica in survivors:
-        replica.process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(replica.process.wait(), timeout=30) == 0, replica.output()
+        assert await replica.stop() == 0, replica.output()
         assert "xoxb-1-2-replicasecret" not in replica.output()

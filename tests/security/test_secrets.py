@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +23,8 @@ from aiohttp import web
 from tests.e2e.test_cli import CLEAN_ENV, free_port
 from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.slack_requests import FORM, SlackRequestSigner, post_signed, slash_command
+from tests.support.earful_process import EarfulProcess
+from tests.support.leaks import assert_no_leaks
 
 BOT_TOKEN = "xoxb-1111-2222-BotTokenSECRETbotTOKEN"
 APP_TOKEN = "xapp-1-A111-2222-AppTokenSECRETappTOKEN"
@@ -37,11 +38,6 @@ SOURCE_SECRETS = {
     "STACKEXCHANGE_KEY": "StackExchangeKeySECRET",
 }
 SECRETS = [BOT_TOKEN, APP_TOKEN, SIGNING_SECRET, DB_PASSWORD, *SOURCE_SECRETS.values()]
-
-
-def leaks(output: str) -> list[str]:
-    # A secret cut in half (a "xoxb-1111-…" prefix) is fine; its distinctive middle is not.
-    return [s for s in SECRETS if s in output or s[len(s) // 3 : 2 * len(s) // 3] in output]
 
 
 def environment(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -105,7 +101,7 @@ async def test_check_with_everything_failing_prints_no_secret(
         await refusing_slack.stop()
     assert code == 1, out
     assert "FAIL database" in out and "FAIL Slack token" in out, out
-    assert leaks(out) == []
+    assert_no_leaks(out, SECRETS)
 
 
 async def test_run_against_an_unreachable_database_prints_no_secret(tmp_path: Path) -> None:
@@ -118,7 +114,7 @@ async def test_run_against_an_unreachable_database_prints_no_secret(tmp_path: Pa
     code, out = await run_to_end("run", env=env, cwd=tmp_path)
     assert code != 0, out
     assert "127.0.0.1" in out  # it did say what it could not reach
-    assert leaks(out) == []
+    assert_no_leaks(out, SECRETS)
 
 
 async def test_run_with_failing_slack_sources_and_listeners_logs_no_secret(
@@ -126,14 +122,12 @@ async def test_run_with_failing_slack_sources_and_listeners_logs_no_secret(
     fake_slack: FakeSlackApi,
     echoing_api: str,
 ) -> None:
-    port = free_port()
-    log_path = tmp_path / "earful.log"
     signer = SlackRequestSigner(SIGNING_SECRET)
     env = environment(
         tmp_path,
         SLACK_API_URL=fake_slack.url,
         DATABASE_URL=f"sqlite:///{tmp_path}/earful.db",
-        PORT=str(port),
+        PORT=str(free_port()),
         EARFUL_HOST="127.0.0.1",
         EARFUL_ADMINS="U0ALICE",
         EARFUL_FETCH_ALLOW_PRIVATE="true",
@@ -148,60 +142,42 @@ async def test_run_with_failing_slack_sources_and_listeners_logs_no_secret(
     )
     # Slack refuses the token once: the first request meets invalid_auth.
     fake_slack.fail("auth.test", error="invalid_auth")
-    base = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", env=env, cwd=tmp_path,
-            stdout=log_file, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            async with aiohttp.ClientSession() as http:
-                await wait_healthy(http, base)
-                url = base + "/slack/events"
+    earful = EarfulProcess(env, tmp_path)
+    await earful.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            await earful.wait_healthy()
+            url = earful.events_url
 
-                async def command(text: str) -> str:
-                    body = slash_command(text, user_id="U0ALICE")
-                    response = await post_signed(http, url, body, FORM, signer)
-                    return await response.text()
+            async def command(text: str) -> str:
+                body = slash_command(text, user_id="U0ALICE")
+                response = await post_signed(http, url, body, FORM, signer)
+                return await response.text()
 
-                await command("help")  # answered while Slack refuses the token
-                sources = ",".join(
-                    [
-                        f"rss:http://127.0.0.1:{free_port()}/feed",
-                        "github",
-                        "reddit:r/acme",
-                        "bluesky",
-                        "stackexchange:stackoverflow",
-                    ]
-                )
-                reply = await command(f'watch add acme "acme" sources={sources} every=1m')
-                assert "saved" in reply, reply
-                # A listener that blows up: a signed payload no listener expects.
-                garbage = {"type": "block_actions", "actions": None, "user": {"id": "U0ALICE"}}
-                response = await post_signed(
-                    http, url, urlencode({"payload": json.dumps(garbage)}).encode(), FORM, signer
-                )
-                assert response.status < 500
-                await wait_for_failures(command)
-        finally:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(process.wait(), timeout=30)
-    out = log_path.read_text(errors="replace")
+            await command("help")  # answered while Slack refuses the token
+            sources = ",".join(
+                [
+                    f"rss:http://127.0.0.1:{free_port()}/feed",
+                    "github",
+                    "reddit:r/acme",
+                    "bluesky",
+                    "stackexchange:stackoverflow",
+                ]
+            )
+            reply = await command(f'watch add acme "acme" sources={sources} every=1m')
+            assert "saved" in reply, reply
+            # A listener that blows up: a signed payload no listener expects.
+            garbage = {"type": "block_actions", "actions": None, "user": {"id": "U0ALICE"}}
+            response = await post_signed(
+                http, url, urlencode({"payload": json.dumps(garbage)}).encode(), FORM, signer
+            )
+            assert response.status < 500
+            await wait_for_failures(command)
+    finally:
+        await earful.stop()
+    out = earful.output()
     assert "Bad credentials" in out or "HTTP 401" in out or "failing" in out, out[-3000:]
-    assert leaks(out) == [], [line for line in out.splitlines() if leaks(line)][:5]
-
-
-async def wait_healthy(http: aiohttp.ClientSession, base: str) -> None:
-    async with asyncio.timeout(60):
-        while True:
-            try:
-                async with http.get(base + "/healthz") as health:
-                    if health.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
+    assert_no_leaks(out, SECRETS)
 
 
 async def wait_for_failures(command: object) -> None:

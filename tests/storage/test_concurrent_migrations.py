@@ -3,36 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing
-import uuid
-from collections.abc import Iterator
 from multiprocessing.synchronize import Barrier
 
-import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from storage.migrate import alembic_config, current, upgrade
-from tests.support.databases import postgres_url
-
-
-@pytest.fixture
-def empty_postgres() -> Iterator[str]:
-    base = postgres_url()
-    if base is None:
-        pytest.skip("TEST_POSTGRES_URL is not set")
-    name = f"earful_m_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(
-        make_url(base).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _migrate(url: str, starting: Barrier) -> None:

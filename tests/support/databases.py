@@ -10,6 +10,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,23 @@ def _fresh_sqlite(template: Path, tmp_path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+@contextmanager
+def _new_postgres_database(base: str, *, prefix: str, template: str | None = None) -> Iterator[str]:
+    """A new database on the server of ``base`` (a copy of ``template``, or empty), dropped
+    afterwards."""
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
+    engine = _admin_engine(base)
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(
     request: pytest.FixtureRequest,
@@ -104,16 +122,18 @@ def database_url(
     base = postgres_url()
     if base is None or postgres_template is None:
         pytest.skip(f"{POSTGRES_ENV} is not set")
-    name = f"earful_t_{uuid.uuid4().hex[:12]}"
-    engine = _admin_engine(base)
-    with engine.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"'))
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
+    with _new_postgres_database(base, prefix="earful_t_", template=TEMPLATE_DB) as url:
+        yield url
+
+
+@pytest.fixture
+def empty_postgres() -> Iterator[str]:
+    """A new, empty PostgreSQL database (not migrated), for tests of what migrates it."""
+    base = postgres_url()
+    if base is None:
+        pytest.skip(f"{POSTGRES_ENV} is not set")
+    with _new_postgres_database(base, prefix="earful_e_") as url:
+        yield url
 
 
 @pytest.fixture
