@@ -22,6 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.errors import AlreadyClaimed, IllegalTransition, NotAllowed, NotFound
 from storage import leads as lead_store
@@ -200,20 +203,22 @@ class Workflow:
         reason: DismissReason | None = None,
     ) -> Outcome:
         """Apply ``action`` by ``actor`` (a Slack user id, or None for Earful itself)."""
+        decide = partial(
+            self._plan,
+            mention_id=mention_id,
+            action=action,
+            actor=actor,
+            department=department,
+            note=note,
+            reason=reason,
+        )
+        # What is refused (already claimed, already resolved, not yours) is refused on what a
+        # snapshot shows, so a flood of repeated clicks on one alert never queues up with the
+        # writers (on SQLite, one at a time). What is allowed is decided again under the lock.
+        async with self._db.read() as session:
+            await decide(session, lock=False)
         async with self._db.session() as session:
-            mention = await mention_store.get_mention(session, mention_id=mention_id, lock=True)
-            if mention is None:
-                raise NotFound("That mention no longer exists.")
-            change = plan(
-                mention,
-                action,
-                actor=actor,
-                is_admin=actor is None or self.is_admin(actor),
-                lead=await lead_store.lead_for(session, department=mention.department),
-                department=department,
-                note=note,
-                reason=reason,
-            )
+            mention, change = await decide(session, lock=True)
             from_state = mention.state
             old_channel, old_ts = mention.channel, mention.ts
             now = utcnow()
@@ -262,6 +267,34 @@ class Workflow:
             )
         self._on_outbox()
         return Outcome(mention=mention, event=event, message=_confirmation(action, change))
+
+
+    async def _plan(
+        self,
+        session: AsyncSession,
+        *,
+        lock: bool,
+        mention_id: int,
+        action: Action,
+        actor: str | None,
+        department: str | None,
+        note: str | None,
+        reason: DismissReason | None,
+    ) -> tuple[Mention, Change]:
+        mention = await mention_store.get_mention(session, mention_id=mention_id, lock=lock)
+        if mention is None:
+            raise NotFound("That mention no longer exists.")
+        change = plan(
+            mention,
+            action,
+            actor=actor,
+            is_admin=actor is None or self.is_admin(actor),
+            lead=await lead_store.lead_for(session, department=mention.department),
+            department=department,
+            note=note,
+            reason=reason,
+        )
+        return mention, change
 
 
 def _confirmation(action: Action, change: Change) -> str:

@@ -376,3 +376,33 @@ async def test_earful_itself_escalates_but_never_claims(db: Database) -> None:
     # A person still claims the escalated mention from the card.
     claimed = await workflow.apply(mention_id=mention_id, action=Action.CLAIM, actor=OWNER)
     assert (claimed.mention.state, claimed.mention.owner) == ("escalated", OWNER)
+
+
+async def test_a_refusal_never_waits_for_the_writers(db: Database) -> None:
+    # A flood of clicks on an alert someone already claimed must not queue up behind writers
+    # (on SQLite, one at a time; on PostgreSQL, behind the row's lock).
+    mention_id = await make_mention(db)
+    workflow = Workflow(db, admins=set())
+    await workflow.apply(mention_id=mention_id, action=Action.CLAIM, actor=OWNER)
+    writing = asyncio.Event()
+    done_writing = asyncio.Event()
+
+    async def long_writer() -> None:
+        async with db.session() as session:
+            await mention_store.get_mention(session, mention_id=mention_id, lock=True)
+            writing.set()
+            await done_writing.wait()
+
+    writer = asyncio.create_task(long_writer())
+    await writing.wait()
+    try:
+        refused = asyncio.create_task(
+            workflow.apply(mention_id=mention_id, action=Action.CLAIM, actor=OTHER)
+        )
+        finished, _ = await asyncio.wait({refused}, timeout=30)
+        assert finished, "the refused claim waited for the writer"
+        with pytest.raises(AlreadyClaimed):
+            refused.result()
+    finally:
+        done_writing.set()
+        await writer
