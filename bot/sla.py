@@ -19,10 +19,11 @@ cancelled, never fired.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -162,6 +163,30 @@ def _in_words(seconds: int) -> str:
     return units.replace("d", " d ").replace("h", " h ").replace("m", " min ").strip()
 
 
+def _same_phase(mention: Mention, known: SlaPhase | None) -> bool:
+    return (
+        known is not None
+        and known.phase == phase_of(mention)
+        and known.department == mention.department
+        and known.priority == mention.priority
+    )
+
+
+def _phase_row(
+    mention: Mention, phase: str, seq: int, started_at: datetime, known: SlaPhase | None
+) -> dict[str, Any]:
+    """A row for :func:`storage.sla.save_phases`; ``known``: the phase kept as it was."""
+    return {
+        "mention_id": mention.id,
+        "phase": phase,
+        "department": known.department if known is not None else mention.department,
+        "priority": known.priority if known is not None else mention.priority,
+        "seq": seq,
+        "started_at": started_at,
+        "seen_updated_at": mention.updated_at,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Notices:
     """What firing one step sends: outbox kinds with their payloads."""
@@ -199,70 +224,54 @@ class SlaEngine:
                 if not changed:
                     break
                 policy = PolicyTable.of(await sla_store.policy_edits(session))
-                for mention, phase in changed:
-                    await self._sync_one(session, mention, phase, policy)
+                await self._sync_batch(session, changed, policy)
             synced += len(changed)
             if len(changed) < batch:
                 break
         return synced
 
-    async def _sync_one(
-        self, session: AsyncSession, mention: Mention, known: SlaPhase | None, policy: PolicyTable
+    async def _sync_batch(
+        self,
+        session: AsyncSession,
+        changed: Sequence[tuple[Mention, SlaPhase | None]],
+        policy: PolicyTable,
     ) -> None:
-        assert mention.id is not None
+        """The phases and timers of a batch of changed mentions, decided in memory and written
+        in a few statements: a burst of thousands of new mentions must not hold the writer
+        for a handful of statements each."""
         now = self._clock()
-        phase = phase_of(mention)
-        same = (
-            known is not None
-            and known.phase == phase
-            and known.department == mention.department
-            and known.priority == mention.priority
+        moved = [(m, known) for m, known in changed if not _same_phase(m, known)]
+        last_change = await sla_store.last_change_times(
+            session, mention_ids=[m.id for m, _ in moved if m.id is not None]
         )
-        if same and known is not None:
-            # Nothing the timers depend on changed (for example an escalation, an answer).
-            await sla_store.save_phase(
-                session,
-                mention_id=mention.id,
-                phase=known.phase,
-                department=known.department,
-                priority=known.priority,
-                seq=known.seq,
-                started_at=known.started_at,
-                seen_updated_at=mention.updated_at,
-            )
-            return
-        seq = known.seq + 1 if known is not None else 1
-        started_at = await self._phase_start(session, mention, first_sight=known is None)
-        await sla_store.cancel_pending(session, mention_id=mention.id, now=now, below_seq=seq)
-        await sla_store.save_phase(
-            session,
-            mention_id=mention.id,
-            phase=phase,
-            department=mention.department,
-            priority=mention.priority,
-            seq=seq,
-            started_at=started_at,
-            seen_updated_at=mention.updated_at,
-        )
-        if phase is Phase.CLOSED or (known is None and now - started_at > CATCH_UP_LIMIT):
-            return
-        sla = policy.sla(mention.department, mention.priority)
-        for step, due_at in planned_steps(phase, sla, started_at):
-            await sla_store.add_timer(
-                session, mention_id=mention.id, kind=step, seq=seq, level=1, due_at=due_at
-            )
-
-    async def _phase_start(
-        self, session: AsyncSession, mention: Mention, *, first_sight: bool
-    ) -> datetime:
-        """When the mention's current phase began: its last change, or when it was found."""
-        assert mention.id is not None
-        now = self._clock()
-        last = await mention_store.last_event(session, mention_id=mention.id)
-        started = last.created_at if last is not None else mention.found_at
-        if not first_sight and last is None:
-            started = now
-        return min(started, now)
+        phases: list[dict[str, Any]] = []
+        cancel_below: dict[int, int] = {}
+        timers: list[dict[str, Any]] = []
+        for mention, known in changed:
+            assert mention.id is not None
+            if known is not None and _same_phase(mention, known):
+                # Nothing the timers depend on changed (for example an escalation, an answer).
+                phases.append(_phase_row(mention, known.phase, known.seq, known.started_at, known))
+                continue
+            phase = phase_of(mention)
+            seq = known.seq + 1 if known is not None else 1
+            # When the phase began: the mention's last change, or when it was found.
+            started_at = last_change.get(mention.id)
+            if started_at is None:
+                started_at = mention.found_at if known is None else now
+            started_at = min(started_at, now)
+            cancel_below[mention.id] = seq
+            phases.append(_phase_row(mention, phase, seq, started_at, None))
+            if phase is Phase.CLOSED or (known is None and now - started_at > CATCH_UP_LIMIT):
+                continue
+            sla = policy.sla(mention.department, mention.priority)
+            timers += [
+                {"mention_id": mention.id, "kind": step, "seq": seq, "level": 1, "due_at": due_at}
+                for step, due_at in planned_steps(phase, sla, started_at)
+            ]
+        await sla_store.cancel_pending_below(session, below_seq=cancel_below, now=now)
+        await sla_store.save_phases(session, phases=phases)
+        await sla_store.add_timers(session, timers=timers)
 
     # ------------------------------------------------------------ firing
 

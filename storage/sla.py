@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from storage.models import OPEN_STATES, Mention, SlaPhase, SlaPolicy, SlaTimer
+from storage.mentions import TRACTION_ACTION
+from storage.models import OPEN_STATES, Event, Mention, SlaPhase, SlaPolicy, SlaTimer
 from storage.types import utcnow
 from storage.upsert import insert_ignoring_conflicts
 
@@ -139,7 +140,70 @@ async def save_phase(
     await session.execute(stmt)
 
 
+async def save_phases(session: AsyncSession, *, phases: Sequence[dict[str, Any]]) -> None:
+    """:func:`save_phase` for many mentions in one statement; each dict has its arguments."""
+    if not phases:
+        return
+    stmt = _insert(session)(SlaPhase.__table__)  # type: ignore[attr-defined]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["mention_id"],
+        set_={k: stmt.excluded[k] for k in phases[0] if k != "mention_id"},
+    )
+    await session.execute(stmt, list(phases))
+
+
+async def last_change_times(
+    session: AsyncSession, *, mention_ids: Sequence[int]
+) -> dict[int, datetime]:
+    """When each mention last changed: the time of its latest event that is not a traction
+    note, as :func:`storage.mentions.last_event` finds it; mentions without one are left out."""
+    if not mention_ids:
+        return {}
+    latest = (
+        select(func.max(col(Event.id)))
+        .where(col(Event.mention_id).in_(mention_ids), col(Event.action) != TRACTION_ACTION)
+        .group_by(col(Event.mention_id))
+    )
+    rows = await session.execute(
+        select(col(Event.mention_id), col(Event.created_at)).where(col(Event.id).in_(latest))
+    )
+    return {int(mention_id): created_at for mention_id, created_at in rows.all()}
+
+
 # ---------------------------------------------------------------- timers
+
+
+async def add_timers(session: AsyncSession, *, timers: Sequence[dict[str, Any]]) -> None:
+    """:func:`add_timer` for many steps in one statement (each dict: mention_id, kind, seq,
+    level, due_at); steps already scheduled are kept."""
+    if not timers:
+        return
+    now = utcnow()
+    stmt = (
+        _insert(session)(SlaTimer.__table__)  # type: ignore[attr-defined]
+        .on_conflict_do_nothing(index_elements=["mention_id", "kind", "seq", "level"])
+    )
+    await session.execute(stmt, [{**timer, "created_at": now} for timer in timers])
+
+
+async def cancel_pending_below(
+    session: AsyncSession, *, below_seq: dict[int, int], now: datetime
+) -> None:
+    """:func:`cancel_pending` with ``below_seq`` for many mentions (mention id → seq), one
+    statement per distinct seq."""
+    by_seq: dict[int, list[int]] = {}
+    for mention_id, seq in below_seq.items():
+        by_seq.setdefault(seq, []).append(mention_id)
+    for seq, mention_ids in by_seq.items():
+        await session.execute(
+            update(SlaTimer)
+            .where(
+                col(SlaTimer.mention_id).in_(mention_ids),
+                col(SlaTimer.done_at).is_(None),
+                col(SlaTimer.seq) < seq,
+            )
+            .values(done_at=now, outcome=CANCELLED)
+        )
 
 
 async def add_timer(
