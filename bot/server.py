@@ -18,7 +18,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot import metrics
 from bot.logs import bind, correlated
-from bot.request_guard import guard_slack_requests
+from bot.request_guard import PARSED, guard_slack_requests
 from storage import outbox
 from storage.db import Database
 
@@ -63,7 +63,8 @@ def build_web_app(
     async def slack_events(request: web.Request) -> web.StreamResponse:
         assert bolt_app is not None
         started = time.perf_counter()
-        bolt_request = await to_bolt_request(request)
+        # Parsed once, by the guard in front (bot/request_guard.py).
+        bolt_request = request.get(PARSED) or await to_bolt_request(request)
         request_type = metrics.slack_request_type(bolt_request.body)
         team = bolt_request.context.team_id
         bind(request_type=request_type, **({"team": team} if team else {}))
