@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
 from bot.app_services import Services
@@ -14,6 +15,7 @@ from bot.command_service import CommandService
 from bot.delivery import Delivery
 from bot.home import Home
 from bot.interactions import Interactions, unexpected
+from bot.logs import start_correlation
 from bot.replay_guard import ReplayGuard
 from bot.settings import Settings
 from bot.slack_client import build_client, build_posting_client
@@ -66,6 +68,18 @@ def build_services(
     )
 
 
+async def _correlate(
+    req: AsyncBoltRequest, next: Callable[[], Awaitable[None]]
+) -> None:
+    """A correlation id for each request over Socket Mode (over HTTP the web server gives each
+    its own, bot/server.py). Bolt runs the listeners after its middleware returns, so the id
+    is set for the rest of the task: the socket client handles each message in a task of its
+    own, and the listener tasks it starts inherit it."""
+    if req.mode == "socket_mode":
+        start_correlation("req")
+    await next()
+
+
 def create_app(services: Services) -> AsyncApp:
     """The Bolt app with every listener registered. Request verification stays on."""
     app = AsyncApp(
@@ -74,6 +88,7 @@ def create_app(services: Services) -> AsyncApp:
         logger=logging.getLogger("slack_bolt"),
     )
     # Bolt's own middleware (signature verification first) runs before any added here.
+    app.use(_correlate)
     app.use(ReplayGuard(services.db))
 
     @app.error

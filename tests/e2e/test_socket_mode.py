@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.logs import correlation_id
 from bot.runtime import serve
 from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.slack_requests import (
@@ -180,3 +182,28 @@ async def test_stop_is_honoured_while_slack_refuses_the_app_token(
         assert refused.response == {"ok": False, "error": "invalid_auth"}
         running.stop.set()
         await asyncio.wait_for(asyncio.shield(running.task), timeout=3)
+
+
+async def test_each_socket_request_has_its_own_correlation_id(
+    served: Served, fake_slack: FakeSlackApi
+) -> None:
+    # Over HTTP the web server gives each request its id; over the socket, Bolt does.
+    seen: list[str | None] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "conversations.list failed" in record.getMessage():
+                seen.append(correlation_id())
+
+    capture = Capture()
+    logging.getLogger().addHandler(capture)
+    try:
+        for _ in range(2):
+            fake_slack.fail("conversations.list", error="ratelimited")
+            reply = await command(fake_slack, "route support #no-such-channel")
+            assert "can't find a channel" in reply["text"]
+    finally:
+        logging.getLogger().removeHandler(capture)
+    assert len(seen) == 2
+    assert all(cid is not None and cid.startswith("req-") for cid in seen), seen
+    assert seen[0] != seen[1]
