@@ -9,7 +9,7 @@ through its ``response_url``, so paging keeps no state on our side.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -32,7 +32,7 @@ from bot.ids import ActionId
 from bot.permalinks import Permalinks
 from bot.queue_commands import MAX_SEARCH, Mine, QueueShow, Search
 from bot.replies import Reply, error_reply
-from storage import queries
+from storage import alert_groups, queries
 from storage.db import Database
 from storage.models import OPEN_STATES, Mention, MentionState
 from storage.types import utcnow
@@ -243,8 +243,12 @@ class Queues:
                     limit=size + 1,
                     offset=offset,
                 )
-        shown = found[:size]
-        links = await self._links(shown)
+            shown = found[:size]
+            # A mention grouped into a summary has no card of its own: it links to the summary.
+            summaries = await alert_groups.summary_messages(
+                session, mention_ids=[m.id for m in shown if m.id is not None and not m.ts]
+            )
+        links = await self._links(shown, summaries)
         return page_reply(
             QueuePage(
                 ref=ref,
@@ -254,10 +258,17 @@ class Queues:
             )
         )
 
-    async def _links(self, mentions: Sequence[Mention]) -> dict[int, str]:
-        """Permalinks of the alerts that are posted; a failed lookup falls back to the post."""
+    async def _links(
+        self, mentions: Sequence[Mention], summaries: Mapping[int, tuple[str, str]]
+    ) -> dict[int, str]:
+        """Permalinks of the alerts that are posted (a grouped mention's: its summary's); a
+        failed lookup falls back to the post."""
         return await self._permalinks.links(
-            [(m.id, m.channel, m.ts) for m in mentions if m.id is not None]
+            [
+                (m.id, *summaries.get(m.id, (m.channel, m.ts)))
+                for m in mentions
+                if m.id is not None
+            ]
         )
 
     async def turn_page(self, *, user_id: str, value: str | None) -> Reply:

@@ -162,6 +162,27 @@ async def group_of(session: AsyncSession, *, mention_id: int) -> AlertGroup | No
     return (await session.execute(stmt)).scalars().first()
 
 
+async def summary_messages(
+    session: AsyncSession, *, mention_ids: Sequence[int]
+) -> dict[int, tuple[str, str]]:
+    """Mention id → (channel, ts) of the posted summary each of these mentions was alerted in
+    (mentions not grouped, or whose summary is not posted yet, are left out)."""
+    if not mention_ids:
+        return {}
+    stmt = (
+        select(col(AlertGroupMember.mention_id), col(AlertGroup.channel), col(AlertGroup.ts))
+        .join(AlertGroup, col(AlertGroupMember.group_id) == col(AlertGroup.id))
+        .where(
+            col(AlertGroupMember.mention_id).in_(list(mention_ids)),
+            col(AlertGroup.ts).is_not(None),
+        )
+    )
+    return {
+        int(mention_id): (str(channel), str(ts))
+        for mention_id, channel, ts in (await session.execute(stmt)).all()
+    }
+
+
 async def set_message(session: AsyncSession, *, group_id: int, channel: str, ts: str) -> None:
     await session.execute(
         update(AlertGroup).where(col(AlertGroup.id) == group_id).values(channel=channel, ts=ts)
