@@ -47,6 +47,7 @@ from bot.cards import (
 )
 from bot.channel_pacer import ChannelPacer, ChannelPaused
 from bot.logs import correlated
+from bot.permalinks import Permalinks
 from bot.slack_history import Message, find_message, metadata_of
 from bot.spikes import CrisisData, load_crisis
 from bot.summary_cards import (
@@ -151,9 +152,11 @@ class Delivery:
         per_channel_interval: float = PER_CHANNEL_INTERVAL,
         max_lanes: int = MAX_LANES,
         group_threshold: int = GROUP_THRESHOLD,
+        permalinks: Permalinks | None = None,
     ) -> None:
         self._db = db
         self._client = client
+        self._permalinks = permalinks or Permalinks(client)
         self._posting_client = posting_client
         self._clock = clock
         self._idle_seconds = idle_seconds
@@ -763,20 +766,8 @@ class Delivery:
         )
 
     async def _permalink(self, mention: Mention) -> str | None:
-        """A link to the mention's alert, if it was posted and Slack still knows it."""
-        if not (mention.channel and mention.ts):
-            return None
-        try:
-            response = await self._client.chat_getPermalink(
-                channel=mention.channel, message_ts=mention.ts
-            )
-        except SlackApiError as exc:
-            # A deleted alert or a channel we left: the example still shows, without the link,
-            # rather than holding up a crisis alert.
-            log.info("no permalink for mention %s: %s", mention.id, exc.response.get("error"))
-            return None
-        permalink = response.get("permalink")
-        return str(permalink) if permalink else None
+        """A link to the mention's alert, if it was posted (bot/permalinks.py)."""
+        return await self._permalinks.link(mention.channel, mention.ts)
 
     async def _event(self, event_id: Any) -> Event | None:
         if not isinstance(event_id, int):

@@ -27,6 +27,7 @@ from bot.digest_blocks import DigestMessage, digest_message, drill_reply_blocks
 from bot.digest_charts import Chart, render_charts
 from bot.digest_schedule import DigestWindow
 from bot.errors import CommandError
+from bot.permalinks import Permalinks
 from bot.replies import Reply
 from bot.slack_history import find_message, metadata_of
 from storage import digest_data
@@ -77,9 +78,11 @@ class Digests:
         posting_client: AsyncWebClient,
         clock: Callable[[], datetime] = utcnow,
         render: ChartRenderer | None = None,
+        permalinks: Permalinks | None = None,
     ) -> None:
         self._db = db
         self._client = client
+        self._links = permalinks or Permalinks(client)
         self._posting_client = posting_client
         self._clock = clock
         self._render = render or self._render_in_process
@@ -124,21 +127,9 @@ class Digests:
         return await self._permalinks(mentions)
 
     async def _permalinks(self, mentions: Iterable[Mention]) -> dict[int, str]:
-        links: dict[int, str] = {}
-        for mention in mentions:
-            if mention.id is None or not mention.channel or not mention.ts:
-                continue
-            try:
-                response = await self._client.chat_getPermalink(
-                    channel=mention.channel, message_ts=mention.ts
-                )
-            except SlackApiError as exc:
-                log.info("no permalink for mention %s: %s", mention.id, exc.response.get("error"))
-                continue
-            permalink = response.get("permalink")
-            if permalink:
-                links[mention.id] = str(permalink)
-        return links
+        return await self._links.links(
+            [(m.id, m.channel, m.ts) for m in mentions if m.id is not None]
+        )
 
     # ------------------------------------------------------------ sending
 
