@@ -104,7 +104,7 @@ class AnswerDesk:
 
     async def _answerable(self, mention_id: int, *, user_id: str) -> Mention:
         """The mention, if ``user_id`` may answer it now; the workflow checks again on submit."""
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             mention = await mention_store.get_mention(session, mention_id=mention_id)
             if mention is None:
                 raise NotFound("That mention no longer exists.")
@@ -130,7 +130,7 @@ class AnswerDesk:
             answer_id = picked_answer_id(
                 {AnswerBlockId.SUGGESTIONS: {AnswerActionId.PICK: dict(chosen)}}
             )
-            async with self._db.session() as session:
+            async with self._db.read() as session:
                 mention = await mention_store.get_mention(session, mention_id=metadata.mention_id)
                 answer = (
                     await answer_store.get_answer(session, answer_id=answer_id)

@@ -245,7 +245,7 @@ class KnowledgeBase:
 
     async def search(self, text: str) -> Reply:
         query = words(text)
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             total = await answer_store.count_answers(session)
             if not query:
                 found = await answer_store.most_used(session, limit=SHOWN + 1)
@@ -262,7 +262,7 @@ class KnowledgeBase:
         query = mention_terms(mention)
         if not query:
             return []
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             candidates = await answer_store.candidates(
                 session, terms=_candidate_words(query), limit=CANDIDATES
             )

@@ -92,7 +92,12 @@ class CommandService:
         self.queues = Queues(db, client=client, permalinks=self.permalinks)
         self.mutes = Mutes(db, admins=settings.admins, client=client)
         # The executive digest; handlers/digest.py and the scheduler reach it here.
-        self.digests = Digests(db, client=client, posting_client=build_posting_client(settings))
+        self.digests = Digests(
+            db,
+            client=client,
+            posting_client=build_posting_client(settings),
+            permalinks=self.permalinks,
+        )
 
     async def run(self, *, user_id: str, text: str, channel_id: str | None = None) -> Reply:
         """Parse and run; domain errors become friendly replies, never exceptions."""

@@ -279,7 +279,7 @@ async def user_zone(client: AsyncWebClient, user_id: str) -> str:
 
 
 async def _show_subscriptions(db: Database, *, user_id: str, channel_id: str | None) -> Reply:
-    async with db.session() as session:
+    async with db.read() as session:
         mine = await store.get_subscription(session, target=user_id)
         here = await store.get_subscription(session, target=channel_id) if channel_id else None
     lines = []

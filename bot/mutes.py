@@ -239,7 +239,7 @@ class Mutes:
         """The department a new rule of ``user_id`` applies to (None: all), or NotAllowed."""
         if user_id in self._admins:
             return asked
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             leads = await lead_store.list_leads(session)
         led = sorted(department for department, lead in leads.items() if lead == user_id)
         if not led:
@@ -301,7 +301,7 @@ class Mutes:
         )
 
     async def list(self) -> Reply:
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             rules = await mute_store.active_rules(session, now=self._clock())
         newest = sorted(rules, key=lambda rule: rule.id or 0, reverse=True)[:MAX_LISTED]
         return mutes_reply(newest, total=len(rules))
@@ -309,7 +309,7 @@ class Mutes:
     async def may_mute(self, user_id: str, department: str) -> bool:
         if user_id in self._admins:
             return True
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             return await lead_store.lead_for(session, department=department) == user_id
 
     async def offer_after_dismissal(
@@ -324,7 +324,7 @@ class Mutes:
             choice = ActionValue.decode(str(value or "")[:2000])
             if choice.reason != DismissReason.NOISE.value or not channel_id:
                 return
-            async with self._db.session() as session:
+            async with self._db.read() as session:
                 mention = await mention_store.get_mention(session, mention_id=choice.mention_id)
                 last = await mention_store.last_event(session, mention_id=choice.mention_id)
             if (
@@ -360,7 +360,7 @@ class Mutes:
         except ValidationError:
             return error_reply("That button is not attached to a mention.")
         try:
-            async with self._db.session() as session:
+            async with self._db.read() as session:
                 mention = await mention_store.get_mention(session, mention_id=offer.mention_id)
             if mention is None:
                 raise NotFound("That mention no longer exists.")

@@ -87,7 +87,7 @@ class RoutingEditor:
             raise NotAllowed(NOT_ADMIN.format(user=user_id))
 
     async def load(self) -> Routing:
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             rules = await rule_store.list_rules(session)
         edits = {key: rule for rule in rules if (key := rule_store.rule_key(rule)) is not None}
         return Routing(

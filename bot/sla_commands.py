@@ -308,13 +308,13 @@ async def run(
             f"user ID (`{user_id}`) to EARFUL_ADMINS."
         )
     if isinstance(command, SlaShow):
-        async with db.session() as session:
+        async with db.read() as session:
             table = PolicyTable.of(await sla_store.policy_edits(session))
         return sla_reply(table)
     if isinstance(command, SlaEdit):
         return await _sla_edit(command, db=db, user_id=user_id)
     if isinstance(command, OnCallShow):
-        async with db.session() as session:
+        async with db.read() as session:
             shifts = await oncall_store.rota(session)
             leads = await lead_store.list_leads(session)
         rota: dict[str, list[Shift]] = {}
