@@ -92,7 +92,7 @@ class Digests:
     # ------------------------------------------------------------ composing
 
     async def collect(self, window: DigestWindow, *, departments: Sequence[str] = ()) -> DigestData:
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             return await digest_data.collect(
                 session,
                 start=window.start,
@@ -122,7 +122,7 @@ class Digests:
         """Permalinks of the mentions' alerts in Slack, for the few items a digest lists."""
         if not mention_ids:
             return {}
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             mentions = await stats_store.mentions_by_ids(session, ids=mention_ids)
         return await self._permalinks(mentions)
 
@@ -268,7 +268,7 @@ class Digests:
 
     async def drill(self, value: str | None) -> Reply:
         drill = _decode(value)
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             mentions = await digest_data.drill_down(session, drill, limit=DRILL_LIMIT)
         links = await self._permalinks(mentions)
         blocks = drill_reply_blocks(
@@ -280,7 +280,7 @@ class Digests:
         """A CSV of the period's items, uploaded where the button was clicked (or a DM)."""
         drill = _decode(value)
         rows: list[Mention] = []
-        async with self._db.session() as session:
+        async with self._db.read() as session:
             while len(rows) < EXPORT_MAX_ROWS:
                 page = await digest_data.drill_down(
                     session, drill, limit=EXPORT_PAGE, offset=len(rows)
