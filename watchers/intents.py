@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ DEFAULT_RULES_PATH = Path(__file__).parent / "data" / "intents.yml"
 # Rules are regular expressions run once each over the post; capping the text bounds the work
 # per post, and the part of a post that says what it is about comes first.
 MAX_SCANNED_CHARS = 10_000
+# How much of a text is cleaned before the cleaned text is cut to MAX_SCANNED_CHARS.
+MAX_RAW_CHARS = MAX_SCANNED_CHARS * 2
 DEFAULT_TITLE_WEIGHT = 1.5
 
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'"})
@@ -59,18 +61,43 @@ class IntentRule:
     min_score: float
 
 
-# A pattern's key in the prefilter: (rule number, pattern number).
+# A pattern's key in the prefilter: (rule number, pattern number), and for the n-th pattern of
+# a rule's ``unless``, (rule number, -1 - n).
 PatternKey = tuple[int, int]
 
 
-def _prefilter(rules: Iterable[IntentRule]) -> Prefilter[PatternKey]:
+def _prefilter(rules: Sequence[IntentRule]) -> Prefilter[PatternKey]:
+    # Every rule's patterns, in rule order, then every rule's ``unless`` patterns: the bits of
+    # one rule's patterns (or of its ``unless``) are a run of the prefilter's mask.
     return Prefilter(
         [
-            ((rule_number, number), pattern.regex)
-            for rule_number, rule in enumerate(rules)
-            for number, pattern in enumerate(rule.patterns)
+            *(
+                ((rule_number, number), pattern.regex)
+                for rule_number, rule in enumerate(rules)
+                for number, pattern in enumerate(rule.patterns)
+            ),
+            *(
+                ((rule_number, -1 - number), regex)
+                for rule_number, rule in enumerate(rules)
+                for number, regex in enumerate(rule.unless)
+            ),
         ]
     )
+
+
+def _runs(rules: Sequence[IntentRule]) -> tuple[tuple[int, int, int, int], ...]:
+    """Per rule, where its bits are in the prefilter's mask (see ``_prefilter``): the first bit
+    of its patterns and their all-ones mask, then the same for its ``unless`` patterns."""
+    runs: list[tuple[int, int, int, int]] = []
+    first = 0
+    first_unless = sum(len(rule.patterns) for rule in rules)
+    for rule in rules:
+        runs.append(
+            (first, (1 << len(rule.patterns)) - 1, first_unless, (1 << len(rule.unless)) - 1)
+        )
+        first += len(rule.patterns)
+        first_unless += len(rule.unless)
+    return tuple(runs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +106,10 @@ class IntentRules:
     title_weight: float
     source: str
     # Most posts show one or two intents: one scan of a post names the few patterns (of all
-    # rules) that can match it, and only those run (see watchers/prefilter.py).
+    # rules, ``unless`` ones too) that can match it, and only those run (watchers/prefilter.py).
     prefilter: Prefilter[PatternKey] | None = field(default=None, compare=False, repr=False)
+    # Where each rule's bits are in the prefilter's mask (see ``_runs``).
+    runs: tuple[tuple[int, int, int, int], ...] = field(default=(), compare=False, repr=False)
 
 
 def _token_regex(token: str) -> str:
@@ -177,6 +206,7 @@ def parse_rules(data: Any, *, source: str = "<rules>") -> IntentRules:
         title_weight=float(title_weight),
         source=source,
         prefilter=_prefilter(rules),
+        runs=_runs(rules),
     )
 
 
@@ -202,22 +232,40 @@ def _default_rules() -> IntentRules:
 
 
 def _prepare(text: str) -> str:
-    return normalize_negations(clean_social_text(text[: MAX_SCANNED_CHARS * 2])[:MAX_SCANNED_CHARS])
+    return prepare_cleaned(clean_social_text(text[:MAX_RAW_CHARS])[:MAX_SCANNED_CHARS])
+
+
+def prepare_cleaned(cleaned: str) -> str:
+    """A text as rules see it, from the text (at most ``MAX_RAW_CHARS`` of it) through
+    ``clean_social_text``, cut to ``MAX_SCANNED_CHARS``."""
+    return normalize_negations(cleaned)
 
 
 def _overlaps(span: tuple[int, int], spans: Iterable[tuple[int, int]]) -> bool:
     return any(span[0] < end and start < span[1] for start, end in spans)
 
 
+def _bits(mask: int) -> list[int]:
+    """The numbers of the bits set in ``mask``, lowest first."""
+    numbers: list[int] = []
+    while mask:
+        low = mask & -mask
+        mask ^= low
+        numbers.append(low.bit_length() - 1)
+    return numbers
+
+
 def _score(
     rule: IntentRule,
     segments: list[tuple[str, float]],
     runnable: list[list[int]],
+    unless: list[int] | None,
 ) -> IntentHit | None:
-    # ``runnable``: per segment, the numbers of this rule's patterns that can match it.
-    # Candidates are (weight, segment, start, end, pattern index). Each pattern counts at most
-    # once, and overlapping matches count once ("keeps crashing" and "crashing" are one piece
-    # of evidence), heaviest first.
+    # ``runnable``: per segment, the numbers of this rule's patterns that can match it;
+    # ``unless``: per segment, a mask of the rule's ``unless`` patterns that can match it
+    # (None: all can). Candidates are (weight, segment, start, end, pattern index). Each
+    # pattern counts at most once, and overlapping matches count once ("keeps crashing" and
+    # "crashing" are one piece of evidence), heaviest first.
     candidates: list[tuple[float, int, int, int, int]] = []
     for seg_index, (text, multiplier) in enumerate(segments):
         if not runnable[seg_index]:
@@ -230,7 +278,13 @@ def _score(
                 if m.end() == m.start():
                     continue
                 if blocked is None:
-                    blocked = [b.span() for u in rule.unless for b in u.finditer(text)]
+                    # An ``unless`` pattern the prefilter rules out has no span here.
+                    regexes = (
+                        rule.unless
+                        if unless is None
+                        else [rule.unless[n] for n in _bits(unless[seg_index])]
+                    )
+                    blocked = [b.span() for u in regexes for b in u.finditer(text)]
                 if not _overlaps(m.span(), blocked):
                     candidates.append(
                         (pattern.weight * multiplier, seg_index, m.start(), m.end(), pat_index)
@@ -258,20 +312,6 @@ def _score(
     return IntentHit(intent=rule.intent, triggers=tuple(triggers), score=round(score, 3))
 
 
-def _runnable(rules: IntentRules, segments: list[tuple[str, float]]) -> list[list[list[int]]]:
-    """Per rule, per segment, the numbers of the rule's patterns that can match the segment
-    (in rule order, so the evidence is weighed as if every pattern had run)."""
-    runnable: list[list[list[int]]] = [[[] for _ in segments] for _ in rules.rules]
-    for seg_index, (text, _) in enumerate(segments):
-        if rules.prefilter is None:
-            for rule_number, rule in enumerate(rules.rules):
-                runnable[rule_number][seg_index] = list(range(len(rule.patterns)))
-            continue
-        for rule_number, pat_index in sorted(rules.prefilter.candidates(text)):
-            runnable[rule_number][seg_index].append(pat_index)
-    return runnable
-
-
 def detect_intents(
     text: str, *, title: str | None = None, rules: IntentRules | None = None
 ) -> list[IntentHit]:
@@ -280,15 +320,34 @@ def detect_intents(
     A title is scored with the file's ``title_weight``: on forums and review sites the title
     is the poster's own summary ("Bug: export crashes").
     """
+    return detect_prepared(_prepare(text), title=_prepare(title) if title else None, rules=rules)
+
+
+def detect_prepared(
+    text: str, *, title: str | None = None, rules: IntentRules | None = None
+) -> list[IntentHit]:
+    """``detect_intents`` of a post whose text and title are already through ``_prepare``
+    (``prepare_cleaned`` of their cleaned form); a title of None means none."""
     rules = rules or _default_rules()
-    segments = [(_prepare(text), 1.0)]
-    if title:
-        segments.insert(0, (_prepare(title), rules.title_weight))
-    runnable = _runnable(rules, segments)
-    hits = [
-        (i, hit)
-        for i, rule in enumerate(rules.rules)
-        if any(runnable[i]) and (hit := _score(rule, segments, runnable[i]))
-    ]
+    segments = [(text, 1.0)]
+    if title is not None:
+        segments.insert(0, (title, rules.title_weight))
+    prefilter = rules.prefilter if rules.runs else None
+    masks = [prefilter.mask(segment) for segment, _ in segments] if prefilter else []
+    hits: list[tuple[int, IntentHit]] = []
+    for number, rule in enumerate(rules.rules):
+        unless: list[int] | None = None
+        if prefilter is None:
+            # Every pattern runs: the evidence weighed as if there were no prefilter.
+            runnable = [list(range(len(rule.patterns))) for _ in segments]
+        else:
+            first, ones, first_unless, unless_ones = rules.runs[number]
+            runnable = [_bits(mask >> first & ones) for mask in masks]
+            if not any(runnable):
+                continue
+            unless = [mask >> first_unless & unless_ones for mask in masks]
+        hit = _score(rule, segments, runnable, unless)
+        if hit:
+            hits.append((number, hit))
     hits.sort(key=lambda pair: (-pair[1].score, pair[0]))
     return [hit for _, hit in hits]

@@ -41,7 +41,9 @@ except (ImportError, AttributeError):  # pragma: no cover - another Python imple
 _MAX_ALTERNATIVES = 64  # strings an exact part spells, past which it is not enumerated
 _MAX_UNION = 512  # literals one of the branches of an alternation holds
 _MIN_LITERAL = 2  # a one-letter literal is in nearly every post: such a pattern always runs
+_MAX_BRANCHES = 16  # alternatives of a pattern tracked one by one (see required_alternatives)
 _MAX_SETS = 4  # literal sets checked per pattern: past a few, checking costs more than it saves
+_MAX_SHORT = 8  # one-character literals checked, at most, for a pattern with no longer one
 _FOLDS_KEPT = 20_000  # characters whose folding is remembered: posts use a few hundred
 
 Literals = frozenset[str]
@@ -82,8 +84,9 @@ def _product(a: Literals, b: Literals) -> Literals | None:
 
 
 class _Reader:
-    def __init__(self) -> None:
+    def __init__(self, min_literal: int = _MIN_LITERAL) -> None:
         c = _constants
+        self.min_literal = min_literal
         self.zero_width = {c.AT, c.ASSERT, c.ASSERT_NOT}
         self.repeats = {c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", c.MAX_REPEAT)}
         self.c = c
@@ -151,7 +154,7 @@ class _Reader:
             run = frozenset({""})
             found.extend(self.required_node(op, av))
         found.append(run)
-        return [literals for literals in found if _usable(literals)]
+        return [literals for literals in found if _usable(literals, self.min_literal)]
 
     def required_node(self, op: Any, av: Any) -> list[Literals]:
         c = self.c
@@ -173,8 +176,8 @@ class _Reader:
         return []
 
 
-def _usable(literals: Literals) -> bool:
-    return bool(literals) and min(len(s) for s in literals) >= _MIN_LITERAL
+def _usable(literals: Literals, min_literal: int = _MIN_LITERAL) -> bool:
+    return bool(literals) and min(len(s) for s in literals) >= min_literal
 
 
 def _best(found: Sequence[Literals]) -> Literals | None:
@@ -182,66 +185,156 @@ def _best(found: Sequence[Literals]) -> Literals | None:
     return max(found, key=lambda s: (min(len(x) for x in s), -len(s)), default=None)
 
 
-def required_literals(pattern: re.Pattern[str]) -> list[Literals]:
+def required_literals(
+    pattern: re.Pattern[str], *, min_literal: int = _MIN_LITERAL
+) -> list[Literals]:
     """Sets of folded literals such that every text ``pattern`` matches contains one literal
-    of each set (the most selective few); empty when nothing is known."""
+    of each set (the most selective few); empty when nothing is known. Literals shorter than
+    ``min_literal`` do not count."""
     if _parser is None:
         return []
     try:
-        found = _Reader().required(_parser.parse(pattern.pattern, pattern.flags).data)
+        parsed = _parser.parse(pattern.pattern, pattern.flags)
+        found = _Reader(min_literal).required(parsed.data)
     except Exception:  # an unexpected parse tree: run the pattern always
         return []
+    return _ranked(found)
+
+
+def _ranked(found: Sequence[Literals]) -> list[Literals]:
     folded = {frozenset(fold(s) for s in literals) for literals in found}
     ranked = sorted(folded, key=lambda s: (min(len(x) for x in s), -len(s)), reverse=True)
     return ranked[:_MAX_SETS]
 
 
+def required_alternatives(pattern: re.Pattern[str]) -> list[list[Literals]]:
+    """For a pattern that is an alternation (``a|b|c``, maybe in a group between look-arounds),
+    per alternative the literal sets of ``required_literals``: every match holds one literal of
+    each set of some alternative. One alternative (the whole pattern) otherwise; empty when
+    nothing is known. Sharper than ``required_literals``, which keeps one set per branch."""
+    if _parser is None:
+        return []
+    try:
+        reader = _Reader()
+        sequences = _alternatives(reader, _parser.parse(pattern.pattern, pattern.flags).data)
+        found = [_ranked(reader.required(sequence)) for sequence in sequences]
+    except Exception:  # an unexpected parse tree: run the pattern always
+        return []
+    if len(found) > 1 and all(found):
+        return found
+    whole = required_literals(pattern)
+    return [whole] if whole else []
+
+
+def _alternatives(reader: _Reader, sequence: Sequence[tuple[Any, Any]]) -> list[Any]:
+    """The branches of ``sequence`` when all it consumes is one alternation (nested ones
+    flattened, up to _MAX_BRANCHES), else ``[sequence]``."""
+    c = reader.c
+    consuming = [(op, av) for op, av in sequence if op not in reader.zero_width]
+    if len(consuming) != 1:
+        return [sequence]
+    op, av = consuming[0]
+    if op is c.SUBPATTERN:
+        return _alternatives(reader, av[-1])
+    if op is not c.BRANCH:
+        return [sequence]
+    branches = [inner for branch in av[1] for inner in _alternatives(reader, branch)]
+    return branches if len(branches) <= _MAX_BRANCHES else [sequence]
+
+
 class Prefilter(Generic[K]):
-    """Names, for a text, the keys of the patterns that may match it (see the module doc)."""
+    """Names, for a text, the keys of the patterns that may match it (see the module doc).
+
+    ``mask`` is the fast form: bit ``i`` is set when ``keys[i]``, the i-th pattern given, may
+    match. Each literal of the automaton carries one integer: the bits of the patterns it alone
+    makes runnable, and, above those, one bit per literal set of a pattern that needs several;
+    a scan ORs the integers of the literals it meets, so no match costs more than an OR.
+    """
 
     def __init__(self, patterns: Sequence[tuple[K, re.Pattern[str]]]) -> None:
-        # Per literal: the patterns it alone makes runnable, and (pattern, set number) pairs
-        # of the patterns that need one literal of each of several sets.
-        by_literal: dict[str, tuple[list[K], list[tuple[K, int]]]] = {}
-        always: list[K] = []
-        self._needed: dict[K, int] = {}  # key -> how many literal sets it needs
-        for key, pattern in patterns:
-            sets = required_literals(pattern)
-            if not sets:
-                always.append(key)
+        self.keys: tuple[K, ...] = tuple(key for key, _ in patterns)
+        count = len(self.keys)
+        by_literal: dict[str, int] = {}
+        always = 0
+        # Patterns with no literal of two characters but one of a single character ("?"):
+        # (their bit, their literal sets), checked with ``in``.
+        self._short: list[tuple[int, tuple[Literals, ...]]] = []
+        # Patterns that need one literal of each of several sets, by the bit of their first
+        # (most selective) set: (their bit, the bits of all their sets).
+        self._several: dict[int, tuple[int, int]] = {}
+        self._firsts = 0  # the bits of those first sets
+        set_bit = count  # the next bit for a literal set of a pattern that needs several
+        for number, (_, pattern) in enumerate(patterns):
+            bit = 1 << number
+            alternatives = required_alternatives(pattern)
+            if not alternatives:
+                short = required_literals(pattern, min_literal=1)
+                if short and sum(len(literals) for literals in short) <= _MAX_SHORT:
+                    self._short.append((bit, tuple(short)))
+                else:
+                    always |= bit
                 continue
-            self._needed[key] = len(sets)
-            for number, literals in enumerate(sets):
-                for literal in literals:
-                    alone, some = by_literal.setdefault(literal, ([], []))
-                    if len(sets) == 1:
-                        alone.append(key)
-                    else:
-                        some.append((key, number))
-        self._always = frozenset(always)
-        self._hits: list[tuple[tuple[K, ...], tuple[tuple[K, int], ...]]] = []
+            # The pattern may match when all the sets of one of its alternatives are met.
+            for sets in alternatives:
+                if len(sets) == 1:
+                    for literal in sets[0]:
+                        by_literal[literal] = by_literal.get(literal, 0) | bit
+                    continue
+                first, needed = set_bit, 0
+                for literals in sets:
+                    for literal in literals:
+                        by_literal[literal] = by_literal.get(literal, 0) | 1 << set_bit
+                    needed |= 1 << (set_bit - count)
+                    set_bit += 1
+                self._several[first - count] = (bit, needed)
+                self._firsts |= 1 << (first - count)
+        self._count = count
+        self._pattern_bits = (1 << count) - 1
+        self._always = always
         self._automaton: Any = None
         if by_literal:
             automaton = ahocorasick.Automaton()
-            for number, (literal, (alone, some)) in enumerate(by_literal.items()):
-                automaton.add_word(literal, number)
-                self._hits.append((tuple(alone), tuple(some)))
+            for literal, bits in by_literal.items():
+                automaton.add_word(literal, bits)
             automaton.make_automaton()
             self._automaton = automaton
 
-    def candidates(self, text: str) -> set[K]:
-        """The keys of every pattern that can match ``text``: a superset of those that do."""
-        found: set[K] = set(self._always)
+    def mask(self, text: str) -> int:
+        """Bit ``i`` set for every ``keys[i]`` whose pattern can match ``text`` (a superset of
+        those that do)."""
+        found = self._always
+        if self._automaton is None and not self._short:
+            return found
+        folded = fold(text)
+        for bit, sets in self._short:
+            if all(any(literal in folded for literal in literals) for literals in sets):
+                found |= bit
         if self._automaton is None:
             return found
-        satisfied: set[tuple[K, int]] = set()
-        for number in {number for _, number in self._automaton.iter(fold(text))}:
-            alone, some = self._hits[number]
-            found.update(alone)
-            satisfied.update(some)
-        if satisfied:
-            counts: dict[K, int] = {}
-            for key, _ in satisfied:
-                counts[key] = counts.get(key, 0) + 1
-            found.update(key for key, count in counts.items() if count == self._needed[key])
+        met = 0
+        for _, bits in self._automaton.iter(folded):
+            met |= bits
+        found |= met & self._pattern_bits
+        satisfied = met >> self._count
+        rest = satisfied & self._firsts
+        while rest:
+            low = rest & -rest
+            rest ^= low
+            bit, needed = self._several[low.bit_length() - 1]
+            if satisfied & needed == needed:
+                found |= bit
+        return found
+
+    def candidates(self, text: str) -> set[K]:
+        """The keys of every pattern that can match ``text``: a superset of those that do."""
+        return set(self.keys_of(self.mask(text)))
+
+    def keys_of(self, mask: int) -> list[K]:
+        """The keys of the bits set in ``mask``, in the order the patterns were given."""
+        keys = self.keys
+        found: list[K] = []
+        while mask:
+            low = mask & -mask
+            mask ^= low
+            found.append(keys[low.bit_length() - 1])
         return found

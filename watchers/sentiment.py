@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import string
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from watchers.prefilter import Prefilter
 
 # A huge post must not stall a scoring burst, and the opening of a post carries its tone.
 MAX_ANALYSED_CHARS = 5_000
+# How much of a post is cleaned before the cleaned text is cut to MAX_ANALYSED_CHARS.
+MAX_RAW_CHARS = MAX_ANALYSED_CHARS * 2
 # VADER adds up the valence of every word, so its score saturates towards ±1 as a text grows;
 # past this many words (about two tweets) a post's valence is scaled down to this length.
 WORDS_AT_FULL_WEIGHT = 60
@@ -161,7 +164,8 @@ _SPELLED_HINT = re.compile(r"not\b", re.IGNORECASE)
 
 def normalize_negations(text: str) -> str:
     """Every way posts write a negated auxiliary, as its contraction ("cannot" -> "can't")."""
-    text = text.translate(_APOSTROPHES)
+    if not text.isascii():  # the curly apostrophes are not ASCII; translating is slow
+        text = text.translate(_APOSTROPHES)
     if _CONTRACTED_HINT.search(text):
         text = _CONTRACTED_NEGATION.sub(_contracted, text)
     if _SPELLED_HINT.search(text):
@@ -183,27 +187,72 @@ def clean_social_text(text: str) -> str:
 
     Emoji, capitals and repeated punctuation stay: VADER reads them as intensity.
     """
+    return clean_social_lines(text).strip()
+
+
+def clean_social_lines(text: str) -> str:
+    """``clean_social_text`` before its final strip: a text's blank lines, leading and trailing
+    ones included, stay, so a cleaned title and a cleaned body can be joined into what
+    cleaning them joined gives (see ``watchers.enrich``).
+
+    Every rewrite stays within a line: no pattern crosses a line break (``\\S``, ``\\w`` and
+    the look-behinds stop at one) and no replacement holds one.
+    """
     text = _URL.sub(" ", text)
     text = _HANDLE.sub(" ", text)
     text = _HASHTAG.sub(_split_hashtag, text)
-    return "\n".join(_SPACES.sub(" ", line).strip() for line in text.splitlines()).strip()
+    return "\n".join(_SPACES.sub(" ", line).strip() for line in text.splitlines())
 
 
 _analyzer: SentimentIntensityAnalyzer | None = None
 _analyzer_lock = threading.Lock()
+# The characters VADER replaces by their description before reading a text (its emoji
+# lexicon also has keys of several characters, which its character-by-character scan never
+# meets); set with the analyzer.
+_emoji_chars: frozenset[str] = frozenset()
 
 
 def _get_analyzer() -> SentimentIntensityAnalyzer:
     # Built once per process (it loads the lexicon from disk); the lock keeps a burst of
     # threads scoring at start-up from each building their own.
-    global _analyzer
+    global _analyzer, _emoji_chars
     if _analyzer is None:
         with _analyzer_lock:
             if _analyzer is None:
                 analyzer = SentimentIntensityAnalyzer()
                 analyzer.lexicon.update(load_lexicon().words)
+                _emoji_chars = frozenset(key for key in analyzer.emojis if len(key) == 1)
                 _analyzer = analyzer
     return _analyzer
+
+
+def _may_have_valence(sentence: str, analyzer: SentimentIntensityAnalyzer) -> bool:
+    """False only when VADER's compound for ``sentence`` is exactly 0.0, so the call can be
+    skipped: no word of it, read as VADER reads words, is in VADER's lexicon.
+
+    VADER (``polarity_scores``) first replaces emoji by words; with none, it splits the text on
+    whitespace, strips a word's leading and trailing punctuation unless that leaves two
+    characters or fewer (``_words_and_emoticons``), and gives a word valence only when its lower
+    case is in ``analyzer.lexicon`` (``sentiment_valence``; boosters and "kind of" add 0). With
+    every valence 0, the "but" rule halves or raises zeros, the sum is 0, and ``score_valence``
+    returns ``normalize(0.0)``, which is 0.0, whatever the punctuation. The test below is that
+    reading word for word; a sentence with an emoji always goes to VADER.
+    """
+    if not sentence.isascii() and not _emoji_chars.isdisjoint(sentence):
+        return True
+    lexicon = analyzer.lexicon
+    for word in sentence.split():
+        stripped = word.strip(string.punctuation)
+        if (stripped if len(stripped) > 2 else word).lower() in lexicon:
+            return True
+    return False
+
+
+def _vader_compound(sentence: str, analyzer: SentimentIntensityAnalyzer) -> float:
+    if not _may_have_valence(sentence, analyzer):
+        return 0.0
+    compound: float = analyzer.polarity_scores(sentence)["compound"]
+    return compound
 
 
 def _sentences(text: str) -> list[str]:
@@ -234,11 +283,11 @@ def _phrase_valence(sentence: str, lexicon: DomainLexicon) -> float:
     if lexicon.prefilter is None:
         return sum(p.valence for p in lexicon.phrases if p.regex.search(text))
     # Summed in file order, as if every phrase had been tried, so the float sum is the same.
-    maybe = lexicon.prefilter.candidates(text)
+    maybe = lexicon.prefilter.mask(text)  # bit n: phrase n may match
     return sum(
         p.valence
         for number, p in enumerate(lexicon.phrases)
-        if number in maybe and p.regex.search(text)
+        if maybe >> number & 1 and p.regex.search(text)
     )
 
 
@@ -254,7 +303,12 @@ def score_sentiment(text: str) -> Sentiment:
     """VADER's compound score and label for one post (title and body joined by the caller)."""
     # Cut before cleaning too, so a megabyte of text never reaches the regexes; the margin
     # leaves room for the URLs and handles that cleaning removes.
-    cleaned = clean_social_text(text[: MAX_ANALYSED_CHARS * 2])[:MAX_ANALYSED_CHARS]
+    return score_cleaned(clean_social_text(text[:MAX_RAW_CHARS])[:MAX_ANALYSED_CHARS])
+
+
+def score_cleaned(cleaned: str) -> Sentiment:
+    """``score_sentiment`` of a post, given what it does first: the post (at most
+    ``MAX_RAW_CHARS`` of it) through ``clean_social_text``, cut to ``MAX_ANALYSED_CHARS``."""
     sentences = _sentences(cleaned)
     if not sentences:
         return Sentiment(compound=0.0, label="neutral")
@@ -264,10 +318,7 @@ def score_sentiment(text: str) -> Sentiment:
     # Scoring each sentence alone and adding their raw valences keeps VADER's
     # sum-then-normalize behaviour without that leak.
     lexicon = load_lexicon()
-    raw = sum(
-        _raw(analyzer.polarity_scores(s)["compound"]) + _phrase_valence(s, lexicon)
-        for s in sentences
-    )
+    raw = sum(_raw(_vader_compound(s, analyzer)) + _phrase_valence(s, lexicon) for s in sentences)
     # Posts up to WORDS_AT_FULL_WEIGHT words are not scaled; a longer one scores as its average
     # passage of that many words, so it does not saturate towards ±1. Words, not sentences,
     # because social posts come in fragments ("Ugh. Again. Down. Worst.").

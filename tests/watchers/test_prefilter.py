@@ -61,7 +61,23 @@ def test_every_match_holds_a_literal_of_each_set(pattern: str, matching: list[st
 
 def test_a_pattern_without_a_usable_literal_always_runs() -> None:
     prefilter = Prefilter([("q", re.compile(r"\?+")), ("w", re.compile(r"\w+\d"))])
-    assert prefilter.candidates("") == {"q", "w"}
+    assert prefilter.candidates("") == {"w"}
+    # A pattern whose only literal is one character runs when that character is there.
+    assert prefilter.candidates("why??") == {"q", "w"}
+    assert prefilter.mask("why??") == 0b11 and prefilter.keys == ("q", "w")
+
+
+def test_each_alternative_of_an_alternation_needs_all_its_literals() -> None:
+    prefilter = Prefilter([(0, re.compile(r"(?<!\w)(?:(?:but|and)\s+no\s+option|better\s+if)"))])
+    assert prefilter.candidates("and no option") == {0}
+    assert prefilter.candidates("it is better if") == {0}
+    # One literal of each alternative is not enough: "option" without "no" and "but"/"and".
+    assert prefilter.candidates("an option, better") == set()
+
+
+def test_an_alternative_without_a_literal_makes_the_pattern_always_run() -> None:
+    prefilter = Prefilter([(0, re.compile(r"lawsuit|\w+\d", re.IGNORECASE))])
+    assert prefilter.candidates("nothing") == {0}
 
 
 def test_folding_is_the_regex_engines_ignore_case() -> None:
