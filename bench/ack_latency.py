@@ -237,6 +237,7 @@ class Results:
     idle: dict[int, Figures] = field(default_factory=dict)
     ingest: dict[int, Figures] = field(default_factory=dict)
     ingest_seconds: dict[int, float] = field(default_factory=dict)
+    stored: dict[int, int] = field(default_factory=dict)  # of the burst, when the level ended
     # (phase, level, kind) → figures for one kind of request (command or click)
     kinds: dict[tuple[str, int, str], Figures] = field(default_factory=dict)
     samples: dict[tuple[str, int], list[Sample]] = field(default_factory=dict)
@@ -315,13 +316,17 @@ async def measure_ours(
             if "saved" not in reply.get("text", ""):
                 raise RuntimeError(f"the burst watch was refused: {reply}")
 
-            async def watch_ingest(tag: str = tag, done: asyncio.Event = done) -> float:
+            async def watch_ingest(
+                tag: str = tag, done: asyncio.Event = done, level: int = level
+            ) -> float:
+                # Past the timeout the level ends anyway, with the burst's progress reported:
+                # at high concurrency the requests can take the event loop's turns from it.
                 deadline = time.monotonic() + args.ingest_timeout
-                while await counter.count(tag + "-") < args.posts:
+                while (stored := await counter.count(tag + "-")) < args.posts:
                     if time.monotonic() > deadline:
-                        done.set()
-                        raise RuntimeError(f"{args.posts} posts not ingested within the timeout")
+                        break
                     await asyncio.sleep(0.1)
+                out.stored[level] = stored
                 done.set()
                 return time.perf_counter()
 
@@ -411,12 +416,19 @@ def report(args: argparse.Namespace, results: Results) -> bool:
         bare, idle, ingest = results.bare[level], results.idle[level], results.ingest[level]
         ratio = ingest.p99 / bare.p99
         failed = bare.failed + idle.failed + ingest.failed
-        meets &= ratio <= TARGET_RATIO and ingest.p99 < SLACK_LIMIT and failed == 0
+        whole = results.stored[level] >= args.posts
+        meets &= ratio <= TARGET_RATIO and ingest.p99 < SLACK_LIMIT and failed == 0 and whole
         print(
             f"{level:>4} | {ms(bare.p50)} {ms(bare.p99)} | {ms(idle.p50)} {ms(idle.p99)} | "
             f"{ms(ingest.p50):>10} {ms(ingest.p99):>10} {ingest.n:>6} {ingest.failed:>4} "
-            f"{results.ingest_seconds[level]:7.1f} | {ratio:8.2f}x"
+            f"{results.ingest_seconds[level]:7.1f}{' ' if whole else '*'}| {ratio:8.2f}x"
         )
+    for level in args.levels:
+        if results.stored[level] < args.posts:
+            print(
+                f"* conc {level}: {results.stored[level]:,} of {args.posts:,} posts stored when "
+                f"--ingest-timeout ({args.ingest_timeout:g} s) ended the level"
+            )
     print("\nBy kind of request (p50 / p99 ms, n):")
     for (phase, level, kind), figures in sorted(results.kinds.items()):
         print(
@@ -487,7 +499,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=list(COMMANDS),
         help="/earful subcommands to send, comma-separated",
     )
-    parser.add_argument("--ingest-timeout", type=float, default=600)
+    parser.add_argument(
+        "--ingest-timeout",
+        type=float,
+        default=300,
+        help="seconds a level waits for its burst to be stored before it ends anyway",
+    )
     parser.add_argument("--log-level", default="WARNING", help="Earful's log level")
     parser.add_argument("--postgres", metavar="URL", help="PostgreSQL server to use instead")
     parser.add_argument(
