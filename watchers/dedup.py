@@ -249,7 +249,7 @@ class NearDuplicates:
     """
 
     _UNSORTED_LIMIT = 2_048  # rows looked up in dicts before the sorted digests are rebuilt
-    _RECENT_CAP = 16_384
+    _RECENT_CAP = 4_096
 
     def __init__(self, *, threshold: float = SIMILARITY, max_size: int | None = None) -> None:
         self._threshold = threshold
