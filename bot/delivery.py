@@ -114,6 +114,18 @@ class Retry(Exception):
         self.count_attempt = count_attempt
 
 
+class NoRoute(Retry):
+    """No channel is routed for the department (yet): the item waits for ``/earful route``."""
+
+    def __init__(self, department: str) -> None:
+        super().__init__(
+            f"no channel routed for {department}: /earful route {department} #channel",
+            after=NO_ROUTE_RETRY,
+            count_attempt=False,
+        )
+        self.department = department
+
+
 class TakenOver(Exception):
     """A summary took the item over (grouped its alert) before it was posted: nothing to do."""
 
@@ -348,6 +360,11 @@ class Delivery:
             await self._reschedule(
                 item, str(retry), after=retry.after, count_attempt=retry.count_attempt
             )
+            if isinstance(retry, NoRoute) and await self._routed(retry.department):
+                # The route was set while this attempt looked for it: its release of waiting
+                # items came before this one waited, so this one is released here.
+                await self._reschedule(item, str(retry), after=timedelta(0), count_attempt=False)
+                self.kick()
             return False
         except SlackApiError as exc:
             await self._handle_slack_error(item, exc, counted=item.attempts > attempts_before)
@@ -368,6 +385,10 @@ class Delivery:
         async with self._db.session() as session:
             await outbox.mark_done(session, item_id=item.id)
         return True
+
+    async def _routed(self, department: str) -> bool:
+        async with self._db.read() as session:
+            return await route_store.channel_for(session, department=department) is not None
 
     async def _reschedule(
         self, item: OutboxItem, reason: str, *, after: timedelta, count_attempt: bool
@@ -457,12 +478,7 @@ class Delivery:
         async with self._db.session() as session:
             channel = await route_store.channel_for(session, department=mention.department)
         if channel is None:
-            raise Retry(
-                f"no channel routed for {mention.department}: "
-                f"/earful route {mention.department} #channel",
-                after=NO_ROUTE_RETRY,
-                count_attempt=False,
-            )
+            raise NoRoute(mention.department)
         if item.attempts > 0:
             found = await self._find_posted(channel, item.id, since=item.created_at)
             if found is not None:
@@ -599,11 +615,7 @@ class Delivery:
         async with self._db.session() as session:
             channel = await route_store.channel_for(session, department=department)
         if channel is None:
-            raise Retry(
-                f"no channel routed for {department}: /earful route {department} #channel",
-                after=NO_ROUTE_RETRY,
-                count_attempt=False,
-            )
+            raise NoRoute(department)
         if item.attempts > 0:
             found = await self._find_posted(channel, item.id, since=item.created_at)
             if found is not None:
@@ -648,11 +660,7 @@ class Delivery:
             async with self._db.session() as session:
                 routed = await route_store.channel_for(session, department=department)
             if routed is None:
-                raise Retry(
-                    f"no channel routed for {department}: /earful route {department} #channel",
-                    after=NO_ROUTE_RETRY,
-                    count_attempt=False,
-                )
+                raise NoRoute(department)
             channel = routed
         if item.attempts > 0 and await self._find_notice(channel, item.id, thread_ts=thread_ts):
             return
@@ -789,12 +797,7 @@ class Delivery:
         async with self._db.session() as session:
             channel = await route_store.channel_for(session, department=group.department)
         if channel is None:
-            raise Retry(
-                f"no channel routed for {group.department}: "
-                f"/earful route {group.department} #channel",
-                after=NO_ROUTE_RETRY,
-                count_attempt=False,
-            )
+            raise NoRoute(group.department)
         return channel
 
     async def _summary_card(self, group: AlertGroup) -> SummaryCard | None:

@@ -9,6 +9,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 
@@ -120,6 +121,36 @@ async def test_missing_route_waits_without_counting_attempts(
     assert item.status == OutboxStatus.PENDING and item.attempts == 0
     assert "no channel routed for support" in (item.last_error or "")
     assert not fake_slack.calls_to("chat.postMessage")
+
+
+async def test_a_route_set_while_an_alert_looks_for_one_releases_it(
+    db: Database, fake_slack: FakeSlackApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `/earful route` releases the waiting alerts; an alert whose attempt found no route just
+    # before, and is only now being put off for a minute, must not miss that release.
+    delivery, clock, _ = await setup(db, fake_slack)
+    async with db.session() as session:
+        await session.delete(await session.get(route_store.Route, "support"))
+    put_off = delivery._reschedule
+
+    async def route_set_in_between(item: OutboxItem, *args: Any, **kwargs: Any) -> None:
+        if not await support_routed(db):
+            async with db.session() as session:  # what CommandService._route_set does
+                await route_store.set_route(
+                    session, department="support", channel_id="C0SUPPORT", updated_by=None
+                )
+                await outbox.release_waiting(session, now=clock())
+        await put_off(item, *args, **kwargs)
+
+    monkeypatch.setattr(delivery, "_reschedule", route_set_in_between)
+    assert await delivery.flush() == 0  # the attempt that found no route
+    assert await delivery.flush() == 1  # due again at once, not in a minute
+    assert len(fake_slack.messages("C0SUPPORT")) == 1
+
+
+async def support_routed(db: Database) -> bool:
+    async with db.session() as session:
+        return await route_store.channel_for(session, department="support") is not None
 
 
 # --------------------------------------------------------------- rate limits, lanes, bursts
