@@ -112,36 +112,9 @@ async def get_phase(session: AsyncSession, *, mention_id: int) -> SlaPhase | Non
     return await session.get(SlaPhase, mention_id)
 
 
-async def save_phase(
-    session: AsyncSession,
-    *,
-    mention_id: int,
-    phase: str,
-    department: str,
-    priority: str,
-    seq: int,
-    started_at: datetime,
-    seen_updated_at: datetime,
-) -> None:
-    values = {
-        "mention_id": mention_id,
-        "phase": phase,
-        "department": department,
-        "priority": priority,
-        "seq": seq,
-        "started_at": started_at,
-        "seen_updated_at": seen_updated_at,
-    }
-    stmt = _insert(session)(SlaPhase.__table__).values(**values)  # type: ignore[attr-defined]
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["mention_id"],
-        set_={k: stmt.excluded[k] for k in values if k != "mention_id"},
-    )
-    await session.execute(stmt)
-
-
 async def save_phases(session: AsyncSession, *, phases: Sequence[dict[str, Any]]) -> None:
-    """:func:`save_phase` for many mentions in one statement; each dict has its arguments."""
+    """Record each mention's SLA phase (one upsert for all); each dict holds a row's columns:
+    mention_id, phase, department, priority, seq, started_at, seen_updated_at."""
     if not phases:
         return
     stmt = _insert(session)(SlaPhase.__table__)  # type: ignore[attr-defined]
@@ -189,8 +162,8 @@ async def add_timers(session: AsyncSession, *, timers: Sequence[dict[str, Any]])
 async def cancel_pending_below(
     session: AsyncSession, *, below_seq: dict[int, int], now: datetime
 ) -> None:
-    """:func:`cancel_pending` with ``below_seq`` for many mentions (mention id → seq), one
-    statement per distinct seq."""
+    """Close the pending timers of earlier phases: for each mention id, those whose seq is below
+    the given one; one statement per distinct seq."""
     by_seq: dict[int, list[int]] = {}
     for mention_id, seq in below_seq.items():
         by_seq.setdefault(seq, []).append(mention_id)
@@ -223,19 +196,6 @@ async def add_timer(
         },
         conflict_columns=("mention_id", "kind", "seq", "level"),
     )
-
-
-async def cancel_pending(
-    session: AsyncSession, *, mention_id: int, now: datetime, below_seq: int | None = None
-) -> int:
-    """Close a mention's pending timers (of phases before ``below_seq``, or all)."""
-    stmt = update(SlaTimer).where(
-        col(SlaTimer.mention_id) == mention_id, col(SlaTimer.done_at).is_(None)
-    )
-    if below_seq is not None:
-        stmt = stmt.where(col(SlaTimer.seq) < below_seq)
-    result = await session.execute(stmt.values(done_at=now, outcome=CANCELLED))
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def claim_due(
