@@ -56,9 +56,10 @@ from bench.workload import (  # noqa: E402
     SIGNING_SECRET,
     base_env,
     command,
+    database_for,
     earful_env,
+    feed_server,
     free_port,
-    fresh_postgres,
     make_posts,
     percentile,
     rss_feed,
@@ -342,33 +343,15 @@ async def measure_ours(
 
 async def run(args: argparse.Namespace) -> Results:
     feeds: dict[str, bytes] = {}
-
-    async def feed(request: web.Request) -> web.Response:
-        body = feeds.get(request.path)
-        if body is None:
-            return web.Response(status=404)
-        return web.Response(body=body, content_type="application/rss+xml")
-
-    feed_app = web.Application()
-    feed_app.router.add_get("/{name}", feed)
-    feed_runner = web.AppRunner(feed_app, access_log=None)
-    await feed_runner.setup()
-    feed_port = free_port()
-    await web.TCPSite(feed_runner, "127.0.0.1", feed_port).start()
-    feed_base = f"http://127.0.0.1:{feed_port}"
-
     results = Results()
-    drop_database: Callable[[], None] = lambda: None  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="earful-ack-") as tmp:
         workdir = Path(args.workdir or tmp)
-        if args.postgres:
-            database_url, drop_database = fresh_postgres(args.postgres)
-        else:
-            database_url = f"sqlite:///{workdir / 'earful.db'}"
+        database_url, drop_database = database_for(args.postgres, workdir, "earful")
         timeout = aiohttp.ClientTimeout(total=30)
         connector = aiohttp.TCPConnector(limit=0)
         try:
             async with (
+                feed_server(feeds) as feed_base,
                 FakeSlackApi() as slack,
                 aiohttp.ClientSession(timeout=timeout, connector=connector) as http,
             ):
@@ -381,7 +364,6 @@ async def run(args: argparse.Namespace) -> Results:
             print_log_tails(workdir)
             raise
         finally:
-            await feed_runner.cleanup()
             drop_database()
     return results
 

@@ -32,7 +32,7 @@ import asyncio
 import sys
 import tempfile
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from bench.workload import BenchPost, brand_names, fresh_postgres, make_posts
+from bench.workload import BenchPost, brand_names, database_for, make_posts
 from bot.polling import Found, Poller
 from bot.scoring import ScoreInput, Scorer, score_batch
 from storage import watches as watch_store
@@ -222,14 +222,6 @@ class Run:
     rate: float
 
 
-def fresh_database(
-    args: argparse.Namespace, workdir: Path, name: str
-) -> tuple[str, Callable[[], None]]:
-    if args.postgres:
-        return fresh_postgres(args.postgres, suffix=name)
-    return f"sqlite:///{workdir / name}.db", lambda: None
-
-
 async def main_async(args: argparse.Namespace) -> bool:
     brands = brand_names(args.watches)
     posts = make_posts(args.posts, brands=brands, tag="ingest")
@@ -241,14 +233,14 @@ async def main_async(args: argparse.Namespace) -> bool:
             ("pipeline, in-process", "1 process", 0),
             ("pipeline, default", "2 processes (1 scoring worker)", 1),
         ):
-            url, drop = fresh_database(args, Path(tmp), f"w{workers}")
+            url, drop = database_for(args.postgres, Path(tmp), f"w{workers}")
             try:
                 runs.append(
                     Run(label, processes, await pipeline_rate(url, brands, posts, workers=workers))
                 )
             finally:
                 drop()
-        url, drop = fresh_database(args, Path(tmp), "staged")
+        url, drop = database_for(args.postgres, Path(tmp), "staged")
         try:
             staged = await pipeline_rate(url, brands, posts, workers=0, stages=stages)
         finally:

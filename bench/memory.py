@@ -24,7 +24,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp
 import numpy as np
-from aiohttp import web
 from sqlalchemy import create_engine, insert, text
 
 from bench.workload import (
@@ -41,9 +40,9 @@ from bench.workload import (
     SIGNING_SECRET,
     brand_names,
     command,
+    database_for,
     earful_env,
-    free_port,
-    fresh_postgres,
+    feed_server,
     make_posts,
     review_texts,
     rss_feed,
@@ -149,16 +148,13 @@ async def measure(args: argparse.Namespace, database_url: str, workdir: Path) ->
     brands = brand_names(args.watches)
     feed = rss_feed(make_posts(args.feed_posts, brands=brands, tag="feed"))
 
-    async def serve_feed(_: web.Request) -> web.Response:
-        return web.Response(body=feed, content_type="application/rss+xml")
+    async with feed_server({"/feed.xml": feed}) as feed_base:
+        return await _measure(args, database_url, workdir, brands, f"{feed_base}/feed.xml")
 
-    app = web.Application()
-    app.router.add_get("/feed.xml", serve_feed)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    feed_url = f"http://127.0.0.1:{port}/feed.xml"
+
+async def _measure(
+    args: argparse.Namespace, database_url: str, workdir: Path, brands: list[str], feed_url: str
+) -> dict[str, float]:
     started = time.perf_counter()
     await asyncio.to_thread(upgrade, database_url)
     await asyncio.to_thread(
@@ -168,28 +164,25 @@ async def measure(args: argparse.Namespace, database_url: str, workdir: Path) ->
         f"seeded {args.watches:,} watches and {args.mentions:,} mentions in "
         f"{time.perf_counter() - started:.0f} s"
     )
-    try:
-        async with FakeSlackApi() as slack, aiohttp.ClientSession() as http:
-            env = earful_env(slack.url, database_url=database_url, log_level=args.log_level)
-            server = start_earful(env, workdir)
+    async with FakeSlackApi() as slack, aiohttp.ClientSession() as http:
+        env = earful_env(slack.url, database_url=database_url, log_level=args.log_level)
+        server = start_earful(env, workdir)
+        try:
+            await server.wait_healthy(http)
             try:
-                await server.wait_healthy(http)
-                try:
-                    await wait_polled(database_url, within=args.timeout)
-                except RuntimeError:
-                    tail = server.log_path.read_text(errors="replace").splitlines()[-30:]
-                    print(*tail, sep="\n", file=sys.stderr)
-                    raise
-                signer = SlackRequestSigner(SIGNING_SECRET)
-                for asked in ("queue", f"search {brands[0]}", "status"):
-                    reply = await command(http, server.events_url, asked, signer=signer)
-                    if not json.dumps(reply):
-                        raise RuntimeError(f"/earful {asked} gave no reply")
-                return tree_rss_mb(server.process.pid)
-            finally:
-                server.stop()
-    finally:
-        await runner.cleanup()
+                await wait_polled(database_url, within=args.timeout)
+            except RuntimeError:
+                tail = server.log_path.read_text(errors="replace").splitlines()[-30:]
+                print(*tail, sep="\n", file=sys.stderr)
+                raise
+            signer = SlackRequestSigner(SIGNING_SECRET)
+            for asked in ("queue", f"search {brands[0]}", "status"):
+                reply = await command(http, server.events_url, asked, signer=signer)
+                if not json.dumps(reply):
+                    raise RuntimeError(f"/earful {asked} gave no reply")
+            return tree_rss_mb(server.process.pid)
+        finally:
+            server.stop()
 
 
 async def wait_polled(database_url: str, *, within: float) -> None:
@@ -220,12 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-level", default="WARNING", help="Earful's log level")
     parser.add_argument("--postgres", metavar="URL", help="PostgreSQL server to use instead")
     args = parser.parse_args(argv)
-    drop: Callable[[], None] = lambda: None  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="earful-memory-") as tmp:
-        if args.postgres:
-            database_url, drop = fresh_postgres(args.postgres, suffix="_memory")
-        else:
-            database_url = f"sqlite:///{Path(tmp) / 'earful.db'}"
+        database_url, drop = database_for(args.postgres, Path(tmp), "memory")
         try:
             figures = asyncio.run(measure(args, database_url, Path(tmp)))
         finally:

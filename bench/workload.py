@@ -21,7 +21,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -30,6 +31,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import aiohttp
+from aiohttp import web
 
 from tests.fakes.slack_requests import FORM, SlackRequestSigner, slash_command
 from tests.support.earful_process import healthy
@@ -199,6 +201,37 @@ def fresh_postgres(url: str, *, suffix: str = "") -> tuple[str, Callable[[], Non
 
     fresh = make_url(admin).set(database=name).render_as_string(hide_password=False)
     return fresh, drop
+
+
+def database_for(postgres: str | None, workdir: Path, name: str) -> tuple[str, Callable[[], None]]:
+    """A fresh database for one run and how to drop it: a new database on the ``postgres``
+    server when given, else a SQLite file ``name``.db in ``workdir`` (nothing to drop)."""
+    if postgres:
+        return fresh_postgres(postgres, suffix=f"_{name}")
+    return f"sqlite:///{workdir / name}.db", lambda: None
+
+
+@asynccontextmanager
+async def feed_server(feeds: Mapping[str, bytes]) -> AsyncIterator[str]:
+    """Serve ``feeds`` (path → RSS document, looked up at each request, so the caller may add
+    to it) on a free local port; yields the base URL."""
+
+    async def feed(request: web.Request) -> web.Response:
+        body = feeds.get(request.path)
+        if body is None:
+            return web.Response(status=404)
+        return web.Response(body=body, content_type="application/rss+xml")
+
+    app = web.Application()
+    app.router.add_get("/{name}", feed)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 # ----------------------------------------------------------------- Earful as a subprocess
